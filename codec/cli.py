@@ -1,0 +1,180 @@
+"""The `codec` command line: encode, decode, info, train, export.
+
+Every user error is reported as one line on stderr with a non-zero exit; output
+files appear whole or not at all (see fileio.atomic_output).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+
+from .errors import CodecError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class CodecCommand(click.Group):
+    """Turns CodecError (and interruptions) into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CodecError as e:
+            click.echo(f"codec: error: {e}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("codec: interrupted; no output was written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            sys.stderr.close()   # the reader went away: nothing left to say to it
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=CodecCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="codec")
+def main() -> None:
+    """A neural speech codec: audio to compact .rvq bitstreams and back."""
+    from .fileio import install_signal_handlers
+    install_signal_handlers()
+
+
+model_option = click.option("--model", "model_path", default=None, metavar="NAME|FILE",
+                            help="A shipped model's name or a model file (default: the model that made the stream, "
+                                 "or speech16k for encoding).")
+force_option = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
+
+
+def describe(kbps: float, levels: int, seconds: float, size: int) -> str:
+    return (f"{kbps:.2f} kbps, {levels} levels, {seconds:.2f} s, {size} bytes "
+            f"({size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps on disk)")
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output_path", metavar="OUTPUT")
+@click.option("--kbps", type=float, default=6.0, show_default=True, help="Target bitrate.")
+@model_option
+@force_option
+def encode(input_path: str, output_path: str, kbps: float, model_path: str | None, force: bool) -> None:
+    """Encode an audio file (WAV, FLAC, OGG; '-' for stdin) into a .rvq bitstream ('-' for stdout)."""
+    from .audio import check_audio, read_audio
+    from .coding import encode_to
+    from .fileio import atomic_output, refuse_same_file
+    from .model import load_model
+
+    refuse_same_file(input_path, output_path)
+    model = load_model(model_path)
+    levels = model.levels_for_kbps(kbps)           # a bad bitrate fails before any reading
+    wav, rate = read_audio(input_path)
+    check_audio(wav, input_path, reject_silence=True)
+    counter = _CountingWriter()
+    with atomic_output(output_path, force=force) as f:
+        counter.inner = f
+        encode_to(counter, model, wav, rate, kbps)
+    seconds = wav.shape[1] / rate
+    click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size)}", err=True)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output_path", metavar="OUTPUT")
+@click.option("--kbps", type=float, default=None, help="Decode with the first levels only (scalable decoding).")
+@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None,
+              help="Output sample rate (default: the original's).")
+@model_option
+@force_option
+def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: int | None,
+           model_path: str | None, force: bool) -> None:
+    """Decode a .rvq bitstream ('-' for stdin) to audio (.wav, .flac, .ogg; '-' for WAV on stdout)."""
+    from .audio import format_for_path, write_audio
+    from .coding import decode_from
+    from .fileio import atomic_output, open_input, refuse_same_file
+
+    refuse_same_file(input_path, output_path)
+    audio_format = format_for_path(output_path)
+    with open_input(input_path) as f:
+        data = io.BytesIO(f.read())
+    wav, rate, header = decode_from(data, model_path, kbps=kbps, sample_rate=sample_rate)
+    with atomic_output(output_path, force=force) as f:
+        write_audio(f, wav, rate, format=audio_format)
+    click.echo(f"{output_path}: {wav.shape[0]} channel(s), {rate} Hz, {wav.shape[1] / rate:.2f} s", err=True)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+def info(input_path: str) -> None:
+    """Show what a .rvq bitstream holds, checking every packet."""
+    from .bitstream import HEADER_SIZE, BitstreamReader
+    from .fileio import open_input
+    from .model.files import find_shipped_model
+
+    with open_input(input_path) as f:
+        data = f.read()
+    reader = BitstreamReader(io.BytesIO(data))
+    h = reader.header
+    frames = packets = 0
+    for codes in reader:
+        frames += codes.shape[2]
+        packets += 1
+    seconds = reader.num_samples / h.original_sample_rate
+    payload_bits = frames * h.channels * h.levels * h.codebook_bits
+    shipped = find_shipped_model(h.fingerprint.hex())
+    rows = [
+        ("model", f"{h.fingerprint.hex()}" + (f" ({shipped.stem}, shipped)" if shipped else " (not a shipped model)")),
+        ("duration", f"{seconds:.3f} s ({reader.num_samples} samples at {h.original_sample_rate} Hz)"),
+        ("sample rate", f"{h.original_sample_rate} Hz original, {h.sample_rate} Hz coded"),
+        ("channels", str(h.channels)),
+        ("levels", f"{h.levels} x {h.codebook_bits} bits"),
+        ("frames", f"{frames} ({h.frame_rate:g}/s, hop {h.hop}), {packets} packets"),
+        ("bitrate", f"{h.nominal_kbps:.2f} kbps nominal, {len(data) * 8 / max(seconds, 1e-9) / 1000:.2f} kbps on disk"),
+        ("size", f"{len(data)} bytes: {HEADER_SIZE} header, {payload_bits / 8:.0f} codes, "
+                 f"overhead {100 * (1 - payload_bits / 8 / max(len(data), 1)):.2f}%"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:12} {value}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/checkpoint.safetensors.")
+def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
+    """Train a codec: CONFIG is a TOML file (see recipes/), OVERRIDES are key=value."""
+    from .train.config import TrainConfig
+    from .train.train import main as train_main
+    try:
+        cfg = TrainConfig.load(config, list(overrides))
+    except (OSError, ValueError) as e:
+        raise CodecError(f"cannot read training config {config}: {e}") from None
+    train_main(cfg, resume=resume)
+
+
+@main.command()
+@click.argument("checkpoint")
+@click.argument("output")
+@click.option("--fp32", is_flag=True, help="Store float32 weights (default: float16, half the size).")
+@click.option("--name", default=None, help="Model name recorded in the file.")
+def export(checkpoint: str, output: str, fp32: bool, name: str | None) -> None:
+    """Write the inference model of a training CHECKPOINT to OUTPUT (.safetensors)."""
+    from .train.export import export as export_model
+    digest = export_model(checkpoint, output, fp16=not fp32, name=name)
+    click.echo(f"{output}: fingerprint {digest[:16]}", err=True)
+
+
+class _CountingWriter:
+    """Counts the bytes written through it (to report the size of a stream on stdout)."""
+
+    def __init__(self) -> None:
+        self.inner = None
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return self.inner.write(data)
+
+    def flush(self) -> None:
+        self.inner.flush()

@@ -1,0 +1,186 @@
+"""Safe file handling for the command line: inputs that fail with one clear line,
+outputs that appear whole or not at all.
+
+An output is written to a hidden temporary file beside its destination, synced to
+disk, then renamed over the destination in one step. A crash, a full disk, Ctrl-C
+or SIGTERM therefore never leaves a half-written file under the name the user
+asked for, and never destroys the file that was there before.
+
+"-" stands for standard input or standard output throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from typing import BinaryIO, Iterator
+
+from .errors import CodecError
+
+STDIO = "-"
+
+
+def _reason(e: OSError) -> str:
+    """The human part of an OSError ("No space left on device"), without errno or path."""
+    return e.strerror or str(e) or type(e).__name__
+
+
+def _current_umask() -> int:
+    # The only portable way to read the umask is to set it and put it back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str, force: bool = False, binary: bool = True) -> Iterator[BinaryIO]:
+    """Yield a writable binary file that becomes ``path`` only if the block succeeds.
+
+    ``path == "-"`` yields standard output (nothing to rename). An existing file is
+    refused unless ``force``; a directory is always refused. Special files that
+    exist (``/dev/null``, a FIFO) are written directly: they cannot be replaced and
+    hold nothing to protect. Any OSError while writing becomes a one-line
+    CodecError; on any exception, KeyboardInterrupt and SystemExit included, the
+    temporary file is removed and the exception propagates.
+
+    ``binary`` is accepted for symmetry with ``open``; only binary output is supported.
+    """
+    if not binary:
+        raise ValueError("atomic_output writes binary files only")
+
+    if path == STDIO:
+        out = sys.stdout.buffer
+        try:
+            yield out
+            out.flush()
+        except BrokenPipeError:
+            raise                  # the reader went away: the CLI handles this itself
+        except OSError as e:
+            raise CodecError(f"cannot write to standard output: {_reason(e)}") from None
+        return
+
+    if os.path.isdir(path):
+        raise CodecError(f"{path} is a directory; give a file name for the output")
+    try:
+        st = os.stat(path)         # follows symlinks: what would actually be written
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise CodecError(f"cannot write {path}: {_reason(e)}") from None
+
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # /dev/null, a FIFO, a terminal: no rename is possible or wanted.
+        try:
+            with open(path, "wb") as out:
+                yield out
+        except OSError as e:
+            raise CodecError(f"cannot write {path}: {_reason(e)}") from None
+        return
+
+    if os.path.lexists(path) and not force:
+        raise CodecError(f"{path} exists; use --force to overwrite")
+
+    # Write where a symlink points, so the link itself survives an overwrite; the
+    # temporary file must sit in that same directory for the rename to be atomic.
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory)
+    except OSError as e:
+        raise CodecError(f"cannot write {path}: {_reason(e)}") from None
+
+    committed = False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            # mkstemp makes the file 0600; the output should look like any new file.
+            os.fchmod(out.fileno(), 0o666 & ~_current_umask())
+            yield out
+            out.flush()
+            os.fsync(out.fileno())     # data on disk before the name points at it
+        os.replace(tmp, target)
+        committed = True
+        _sync_directory(directory)
+    except OSError as e:
+        raise CodecError(f"cannot write {path}: {_reason(e)}") from None
+    finally:
+        if not committed:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename itself durable; harmless to skip where a platform cannot."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def refuse_same_file(input_path: str, output_path: str) -> None:
+    """Raise CodecError if writing ``output_path`` would overwrite ``input_path``.
+
+    Catches the same name, symlinks (via realpath) and hard links or
+    case-insensitive names (via samefile, when both exist). "-" never clashes.
+    """
+    if STDIO in (input_path, output_path):
+        return
+    same = os.path.realpath(input_path) == os.path.realpath(output_path)
+    if not same and os.path.exists(input_path) and os.path.exists(output_path):
+        try:
+            same = os.path.samefile(input_path, output_path)
+        except OSError:
+            same = False
+    if same:
+        raise CodecError(f"{output_path} is the input file; choose a different output name")
+
+
+@contextmanager
+def open_input(path: str, error: type[CodecError] = CodecError) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary reading ("-" is standard input, left open afterwards).
+
+    Failures raise ``error`` (a CodecError subclass, e.g. AudioError) with one line:
+    "X: no such file", "X is a directory", "cannot read X: Permission denied".
+    """
+    if path == STDIO:
+        yield sys.stdin.buffer
+        return
+    if os.path.isdir(path):
+        raise error(f"{path} is a directory")
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory") from None
+    except OSError as e:
+        raise error(f"cannot read {path}: {_reason(e)}") from None
+    with f:
+        yield f
+
+
+def _terminate(signum: int, frame) -> None:
+    # SystemExit unwinds the stack like Ctrl-C does, so atomic_output removes its
+    # temporary file; 128 + signal number is the shell's convention for the status.
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM (and SIGHUP) unwind the program like SIGINT, so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return                     # signal.signal only works in the main thread
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)

@@ -1,0 +1,6 @@
+"""The neural codec: causal SEANet encoder, residual vector quantizer, mirrored decoder."""
+
+from .codec_model import CodecConfig, CodecModel
+from .files import load_model, save_model
+
+__all__ = ["CodecConfig", "CodecModel", "load_model", "save_model"]

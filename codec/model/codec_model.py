@@ -1,0 +1,180 @@
+"""The codec: encoder, residual vector quantizer and decoder in one module.
+
+``CodecModel`` works on the model's own sample rate and on mono items of a batch;
+``encode``/``decode`` add what users need around that (any rate, any channel
+count, a bitrate in kbps) and return codes as plain integer tensors
+``[channels, levels, frames]`` that double as tokens for speech language models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import AudioError, BitrateError
+from .quantizer import QuantizerOutput, ResidualVectorQuantizer
+from .seanet import Decoder, Encoder
+
+
+@dataclass
+class CodecConfig:
+    """Everything needed to rebuild a model; saved inside every model file."""
+
+    name: str = "speech16k"
+    sample_rate: int = 16000
+    channels: int = 32                      # width of the first encoder stage; doubles per stage
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # encoder order; the hop is their product
+    dilations: tuple[int, ...] = (1, 3, 9)  # one residual unit per dilation in each stage
+    latent_dim: int = 128
+    levels: int = 32                        # RVQ codebooks
+    codebook_bits: int = 10                 # 2**bits entries per codebook
+    activation: str = "elu"
+    kernel_size: int = 7
+    residual_kernel_size: int = 3
+    ema_decay: float = 0.99
+    dead_code_fraction: float = 0.1
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def kbps_per_level(self) -> float:
+        return self.frame_rate * self.codebook_bits / 1000
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+class CodecModel(nn.Module):
+    """Causal SEANet encoder + RVQ + mirrored decoder.
+
+    ``fingerprint`` is set when the model is loaded from a file: a hash of its
+    weights that bitstreams record, so that codes are never decoded by a model
+    that did not make them.
+    """
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        conv_args = dict(channels=config.channels, strides=config.strides,
+                         latent_dim=config.latent_dim, dilations=config.dilations,
+                         kernel_size=config.kernel_size,
+                         residual_kernel_size=config.residual_kernel_size,
+                         act=config.activation)
+        self.encoder = Encoder(**conv_args)
+        self.quantizer = ResidualVectorQuantizer(
+            config.latent_dim, config.levels, 2 ** config.codebook_bits,
+            decay=config.ema_decay, dead_fraction=config.dead_code_fraction)
+        self.decoder = Decoder(**conv_args)
+        self.fingerprint: str | None = None
+
+    # -- bitrate ---------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    def kbps_for_levels(self, levels: int) -> float:
+        return levels * self.config.kbps_per_level
+
+    def levels_for_kbps(self, kbps: float) -> int:
+        """The most levels whose bitrate does not exceed ``kbps``.
+
+        Raises BitrateError, naming the valid range, outside what the model can do.
+        """
+        step = self.config.kbps_per_level
+        low, high = step, self.config.levels * step
+        if not (isinstance(kbps, (int, float)) and math.isfinite(kbps)) or not low <= kbps <= high + 1e-9:
+            raise BitrateError(f"bitrate {kbps} kbps is outside this model's range: "
+                               f"{low:g} to {high:g} kbps in steps of {step:g}")
+        return min(self.config.levels, int(math.floor(kbps / step + 1e-9)))
+
+    # -- batch-level computation at the model's rate ----------------------------
+
+    def pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``[..., N]`` on the right to a whole number of frames."""
+        return F.pad(wav, (0, -wav.shape[-1] % self.hop))
+
+    def forward(self, wav: torch.Tensor, n_levels: torch.Tensor | int | None = None
+                ) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training pass: ``[B, 1, N] -> (reconstruction [B, 1, N'], quantizer output)``.
+
+        ``N' = N`` rounded up to a whole number of hops.
+        """
+        latent = self.encoder(self.pad_to_hop(wav))
+        q = self.quantizer(latent, n_levels)
+        return self.decoder(q.quantized), q
+
+    @torch.no_grad()
+    def encode_batch(self, wav: torch.Tensor, levels: int) -> torch.Tensor:
+        """``[B, 1, N]`` at the model rate ``-> codes [B, levels, ceil(N / hop)]``."""
+        return self.quantizer.encode(self.encoder(self.pad_to_hop(wav)), levels)
+
+    @torch.no_grad()
+    def decode_batch(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [B, levels, T] -> [B, 1, T * hop]`` at the model rate."""
+        return self.decoder(self.quantizer.decode(codes))
+
+    # -- user-facing API --------------------------------------------------------
+
+    def encode(self, wav: torch.Tensor | np.ndarray, sample_rate: int,
+               kbps: float | None = None, levels: int | None = None) -> torch.Tensor:
+        """Audio to codes.
+
+        Args:
+            wav: ``[samples]`` or ``[channels, samples]``, float, at any rate.
+            sample_rate: the rate of ``wav``; it is resampled to the model's.
+            kbps: target bitrate (default: all levels); or give ``levels``.
+        Returns:
+            int64 codes ``[channels, levels, frames]``; channels are coded independently.
+        """
+        from ..audio import resample  # audio pulls in torchaudio; only needed here
+
+        wav = torch.as_tensor(np.asarray(wav) if not torch.is_tensor(wav) else wav, dtype=torch.float32)
+        if wav.dim() == 1:
+            wav = wav[None]
+        if wav.dim() != 2 or wav.shape[-1] == 0:
+            raise AudioError(f"expected audio shaped [samples] or [channels, samples], got {tuple(wav.shape)}")
+        if not torch.isfinite(wav).all():
+            raise AudioError("audio contains NaN or infinite samples")
+        if levels is None:
+            levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
+        if not 1 <= levels <= self.config.levels:
+            raise BitrateError(f"levels must be 1 to {self.config.levels}, got {levels}")
+        wav = resample(wav, sample_rate, self.sample_rate)
+        return self.encode_batch(wav[:, None], levels)
+
+    def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Codes ``[channels, levels, frames]`` to audio ``[channels, frames * hop]`` at the model rate."""
+        codes = torch.as_tensor(codes, dtype=torch.int64)
+        if codes.dim() == 2:
+            codes = codes[None]
+        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.config.levels:
+            raise ValueError(f"codes must be [channels, 1..{self.config.levels}, frames], got {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= 2 ** self.config.codebook_bits):
+            raise ValueError(f"codes must lie in [0, {2 ** self.config.codebook_bits})")
+        return self.decode_batch(codes)[:, 0]

@@ -1,0 +1,1 @@
+"""Training: data, losses, checkpoints and the training loop. Inference never imports this."""

@@ -1,0 +1,88 @@
+"""Training configuration: one dataclass, read from TOML, saved inside every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model import CodecConfig
+
+
+@dataclass
+class TrainConfig:
+    model: CodecConfig = field(default_factory=CodecConfig)
+
+    # data: a folder searched recursively, a manifest (.tsv), or corpus:NAME:ROOT
+    train_data: str = "../shared/corpus/train"
+    valid_fraction: float = 0.02          # files held out of train_data for validation
+    segment_seconds: float = 1.0
+    batch_size: int = 16                  # per process
+    preload: bool = True                  # decode the corpus into memory once (small corpora)
+    num_workers: int = 0
+    target_dbfs: float = -20.0            # loudness normalisation of each crop
+    silence_dbfs: float = -50.0           # crops quieter than this are skipped
+
+    # optimisation
+    steps: int = 100_000
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    lr_final_fraction: float = 0.05       # cosine decay to this fraction of lr
+    grad_clip: float = 1.0
+    weight_ema: float = 0.999             # EMA of weights, used for export (0 disables)
+    quantizer_dropout: float = 0.5        # fraction of each batch coded with 1..levels levels
+    bf16: bool = False
+    compile: bool = False
+    threads: int = 0                      # torch threads per process; 0 = torch's default
+
+    # losses
+    stft_weight: float = 1.0
+    mel_weight: float = 1.0
+    waveform_weight: float = 0.1
+    commit_weight: float = 1.0
+
+    # bookkeeping
+    run_dir: str = "runs/speech16k"
+    seed: int = 0
+    log_every: int = 25
+    valid_every: int = 1000
+    checkpoint_every: int = 500
+    checkpoint_minutes: float = 5.0       # also checkpoint at least this often
+    valid_kbps: tuple[float, ...] = (1.5, 6.0, 12.0)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = CodecConfig.from_dict(d.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(model=model, **d)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
+        """Read a TOML file and apply ``key=value`` overrides (``model.channels=16``)."""
+        d = tomllib.loads(Path(path).read_text()) if path else {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} is not key=value")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw                 # a bare string, e.g. run_dir=runs/x
+            *parents, leaf = key.split(".")
+            node = d
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        return cls.from_dict(d)

@@ -1,0 +1,63 @@
+"""From a training checkpoint to an inference model file.
+
+Training wraps every convolution in weight normalisation (it steadies
+optimisation without batch statistics); the inference model has plain
+convolutions, so export folds the parametrisation into the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from ..model import CodecModel, save_model
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+
+
+def conv_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+
+
+def training_model(config: TrainConfig) -> CodecModel:
+    """A fresh model with weight-normalised convolutions."""
+    model = CodecModel(config.model)
+    for conv in conv_layers(model):
+        weight_norm(conv)
+    return model
+
+
+def fold_weight_norm(model: CodecModel) -> CodecModel:
+    """Remove weight normalisation in place, keeping the weights it computes."""
+    for conv in conv_layers(model):
+        if parametrize.is_parametrized(conv, "weight"):
+            parametrize.remove_parametrizations(conv, "weight")
+    return model
+
+
+def inference_model(config: TrainConfig, state: dict[str, torch.Tensor],
+                    ema: dict[str, torch.Tensor] | None = None) -> CodecModel:
+    """A plain-convolution copy of a training model's ``state`` with the EMA weights (if
+    given) in place of its parameters; codebooks are taken from ``state`` as they are."""
+    model = training_model(config)
+    model.load_state_dict(state)
+    if ema:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, value in ema.items():
+                params[name].copy_(value)
+    return fold_weight_norm(model).eval()
+
+
+def export(checkpoint_path: str | Path, out_path: str | Path, fp16: bool = True,
+           name: str | None = None) -> str:
+    """Write the inference model of a checkpoint; returns its fingerprint."""
+    checkpoint = load_checkpoint(Path(checkpoint_path))
+    model = inference_model(TrainConfig.from_dict(checkpoint["config"]), checkpoint["model"], checkpoint["ema"])
+    if name:
+        model.config.name = name
+    return save_model(model, out_path, dtype=torch.float16 if fp16 else torch.float32)

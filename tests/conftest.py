@@ -1,0 +1,57 @@
+"""Shared fixtures: small models and short clips keep the suite fast on two cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec.model import CodecConfig, CodecModel, save_model
+
+SAMPLES = Path(__file__).resolve().parent.parent / "audio_samples"
+
+
+def tiny_config(**overrides) -> CodecConfig:
+    """A model small enough to build and run in milliseconds: hop 320, 8 levels of 6 bits."""
+    base = dict(name="tiny", channels=4, strides=(2, 4, 5, 8), dilations=(1,), latent_dim=16,
+                levels=8, codebook_bits=6)
+    base.update(overrides)
+    return CodecConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def tiny_model() -> CodecModel:
+    return CodecModel(tiny_config()).eval()
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path) -> Path:
+    """A saved tiny model whose codebooks were fitted to a few batches of sound."""
+    model = CodecModel(tiny_config())
+    model.train()
+    batch = torch.from_numpy(np.concatenate([speech_like(1.0, seed=s) for s in range(4)]))[:, None]
+    with torch.no_grad():
+        for _ in range(3):
+            model(batch + 0.05 * torch.randn_like(batch))
+    path = tmp_path / "tiny.safetensors"
+    save_model(model, path)
+    return path
+
+
+def speech_like(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A harmonic tone with a moving pitch and an envelope: float32 [channels, samples]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wav = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.3 + 0.2 * np.sin(2 * np.pi * 3 * t))
+    wav = 0.2 * wav + 0.005 * rng.standard_normal(len(t))
+    return np.stack([np.roll(wav, 97 * c) for c in range(channels)]).astype(np.float32)

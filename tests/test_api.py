@@ -1,0 +1,127 @@
+"""The Python API and model files: compress/decompress, encode/decode, fingerprints."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import codec
+from codec.errors import BitrateError, ModelError
+from codec.model import CodecModel, load_model, save_model
+
+from .conftest import speech_like, tiny_config
+
+
+def test_codes_are_integer_tokens(tiny_model_file):
+    model = load_model(tiny_model_file)
+    wav = torch.from_numpy(speech_like(1.0, channels=2))
+    codes = model.encode(wav, 16000, kbps=1.5)
+    assert codes.dtype == torch.int64 and codes.shape == (2, 5, 50)
+    assert 0 <= int(codes.min()) and int(codes.max()) < 64
+    audio = model.decode(codes)
+    assert audio.shape == (2, 50 * 320)
+
+
+def test_encode_resamples_any_rate(tiny_model_file):
+    model = load_model(tiny_model_file)
+    codes = model.encode(speech_like(1.0, rate=44100)[0], 44100, kbps=2.4)
+    assert codes.shape == (1, 8, 50)
+
+
+def test_compress_decompress_round_trip(tiny_model_file):
+    model = load_model(tiny_model_file)
+    wav = speech_like(0.9, rate=22050, channels=3)
+    data = codec.compress(wav, 22050, kbps=2.4, model=model)
+    out, rate = codec.decompress(data, model=model)
+    assert rate == 22050 and out.shape == (3, wav.shape[1])
+    coarse, _ = codec.decompress(data, kbps=0.3, model=model)
+    assert coarse.shape == out.shape and not torch.equal(coarse, out)
+    # Decompressing is deterministic: the same bytes give the same audio.
+    again, _ = codec.decompress(data, model=model)
+    assert torch.equal(again, out)
+
+
+def test_stream_codes_match_model_codes(tiny_model_file):
+    from codec.bitstream import decode_bytes
+    model = load_model(tiny_model_file)
+    wav = speech_like(1.0)
+    data = codec.compress(wav, 16000, kbps=2.4, model=model)
+    _, codes, num_samples = decode_bytes(data)
+    assert num_samples == 16000
+    assert np.array_equal(codes, model.encode(wav, 16000, kbps=2.4).numpy())
+
+
+def test_absurd_bitrate_in_python(tiny_model_file):
+    with pytest.raises(BitrateError, match="outside"):
+        codec.compress(speech_like(0.5), 16000, kbps=50, model=load_model(tiny_model_file))
+
+
+def test_fingerprint_is_stable_and_recorded(tiny_model_file):
+    a, b = load_model(tiny_model_file), load_model(tiny_model_file)
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 64
+    data = codec.compress(speech_like(0.5), 16000, kbps=0.6, model=a)
+    from codec.bitstream import decode_bytes
+    header, _, _ = decode_bytes(data)
+    assert header.fingerprint == bytes.fromhex(a.fingerprint[:16])
+
+
+def test_fp16_model_files_load_as_float32(tmp_path, tiny_model_file):
+    model = load_model(tiny_model_file)
+    half = tmp_path / "half.safetensors"
+    save_model(model, half, dtype=torch.float16)
+    loaded = load_model(half)
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert loaded.fingerprint != model.fingerprint
+
+
+def test_tampered_weights_are_caught(tmp_path, tiny_model_file):
+    from codec.model.files import read_metadata
+    tensors = load_file(str(tiny_model_file))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1e-3
+    bad = tmp_path / "tampered.safetensors"
+    save_file(tensors, str(bad), metadata=read_metadata(tiny_model_file))
+    with pytest.raises(ModelError, match="fingerprint"):
+        load_model(bad)
+
+
+def test_truncated_model_file(tmp_path, tiny_model_file):
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(tiny_model_file.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="not a readable safetensors"):
+        load_model(bad)
+
+
+def test_pickles_are_refused(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ModelError, match="pickle"):
+        load_model(bad)
+    torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
+    with pytest.raises(ModelError, match="pickle"):
+        load_model(tmp_path / "model.pt")
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="no model named 'nonesuch'"):
+        load_model("nonesuch")
+
+
+def test_saved_config_round_trips(tiny_model_file):
+    from codec.model.files import read_metadata
+    config = json.loads(read_metadata(tiny_model_file)["config"])
+    assert config["strides"] == [2, 4, 5, 8] and config["levels"] == 8
+    assert load_model(tiny_model_file).config == tiny_config()
+
+
+def test_the_default_model_is_shipped_and_loads():
+    model = codec.load_model()
+    assert model.config.name == "speech16k"
+    assert model.sample_rate == 16000 and model.hop == 320
+    assert model.config.levels == 32 and model.config.codebook_bits == 10
+    assert model.levels_for_kbps(6) == 12

@@ -1,0 +1,138 @@
+"""The model: causality, shapes, bitrates, and the quantizer's gradients and dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codec.errors import BitrateError
+from codec.model import CodecModel
+from codec.model.quantizer import ResidualVectorQuantizer, VectorQuantizer
+
+from .conftest import tiny_config
+
+
+@pytest.mark.parametrize("strides", [(2, 4, 5, 8), (4, 4), (3, 5), (8,)])
+def test_shapes_for_several_stride_sets(strides):
+    model = CodecModel(tiny_config(strides=strides)).eval()
+    hop = model.hop
+    wav = torch.randn(2, 1, 7 * hop - 3)                 # not a whole number of frames
+    codes = model.encode_batch(wav, levels=3)
+    assert codes.shape == (2, 3, 7)
+    assert codes.dtype == torch.int64
+    assert model.decode_batch(codes).shape == (2, 1, 7 * hop)
+    recon, q = model.train()(wav)
+    assert recon.shape == (2, 1, 7 * hop) and q.codes.shape == (2, 8, 7)
+
+
+def test_changing_the_future_leaves_past_codes_and_audio_unchanged(tiny_model):
+    hop = tiny_model.hop
+    wav = torch.randn(1, 1, 20 * hop)
+    changed = wav.clone()
+    changed[..., 12 * hop:] = torch.randn(1, 1, 8 * hop)  # frames 12.. see new input
+    latent, latent_changed = tiny_model.encoder(wav), tiny_model.encoder(changed)
+    assert torch.equal(latent[..., :12], latent_changed[..., :12])
+    assert not torch.allclose(latent[..., 12:], latent_changed[..., 12:])
+    codes, codes_changed = tiny_model.encode_batch(wav, 8), tiny_model.encode_batch(changed, 8)
+    assert torch.equal(codes[..., :12], codes_changed[..., :12])
+    # The decoder, fed codes that differ from frame 12 on, agrees before sample 12 * hop.
+    out, out_changed = tiny_model.decode_batch(codes), tiny_model.decode_batch(codes_changed)
+    assert torch.equal(out[..., :12 * hop], out_changed[..., :12 * hop])
+
+
+def test_decoder_is_causal_in_frames(tiny_model):
+    codes = torch.randint(0, 64, (1, 8, 10))
+    later = codes.clone()
+    later[..., 6:] = torch.randint(0, 64, (1, 8, 4))
+    hop = tiny_model.hop
+    a, b = tiny_model.decode_batch(codes), tiny_model.decode_batch(later)
+    assert torch.equal(a[..., :6 * hop], b[..., :6 * hop])
+    assert not torch.equal(a[..., 6 * hop:], b[..., 6 * hop:])
+
+
+@pytest.mark.parametrize("kbps,levels", [(0.5, 1), (1.5, 3), (6, 12), (6.2, 12), (12, 24), (16, 32)])
+def test_kbps_selects_the_floor_of_levels(kbps, levels):
+    model = CodecModel(tiny_config(levels=32, codebook_bits=10))
+    assert model.levels_for_kbps(kbps) == levels
+    assert model.kbps_for_levels(levels) == pytest.approx(levels * 0.5)
+
+
+@pytest.mark.parametrize("kbps", [0.0, 0.4, 16.5, -6, 1e9, float("nan"), float("inf")])
+def test_absurd_bitrates_name_the_valid_range(kbps):
+    model = CodecModel(tiny_config(levels=32, codebook_bits=10))
+    with pytest.raises(BitrateError, match="0.5 to 16 kbps"):
+        model.levels_for_kbps(kbps)
+
+
+def test_every_level_receives_commitment_gradient():
+    rvq = ResidualVectorQuantizer(dim=8, levels=6, codebook_size=16).train()
+    x = torch.randn(4, 8, 30, requires_grad=True)
+    out = rvq(x)
+    for level, loss in enumerate(out.commit_losses):
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+        assert grad.abs().sum() > 0, f"level {level} sends no gradient to the encoder"
+
+
+def test_one_straight_through_estimator_spans_the_sum():
+    """The decoder's gradient reaches the encoder once, not once per level."""
+    rvq = ResidualVectorQuantizer(dim=8, levels=6, codebook_size=16).train()
+    x = torch.randn(2, 8, 10, requires_grad=True)
+    out = rvq(x)
+    upstream = torch.randn_like(out.quantized)
+    (grad,) = torch.autograd.grad(out.quantized, x, upstream)
+    assert torch.allclose(grad, upstream)
+
+
+def test_quantized_output_is_the_sum_of_the_first_levels():
+    rvq = ResidualVectorQuantizer(dim=8, levels=6, codebook_size=16).train()
+    x = torch.randn(3, 8, 10)
+    rvq(x)                                    # initialise the codebooks
+    rvq.eval()
+    out = rvq(x, torch.tensor([1, 3, 6]))
+    for item, n in enumerate([1, 3, 6]):
+        expected = rvq.decode(out.codes[item:item + 1, :n])
+        assert torch.allclose(out.quantized[item:item + 1], expected, atol=1e-5)
+
+
+def test_quantizer_dropout_masks_losses_of_unused_levels():
+    rvq = ResidualVectorQuantizer(dim=8, levels=4, codebook_size=16).train()
+    x = torch.randn(2, 8, 10, requires_grad=True)
+    out = rvq(x, torch.tensor([1, 1]))
+    assert out.commit_losses[0] > 0
+    assert torch.all(out.commit_losses[1:] == 0)
+
+
+def test_more_levels_reconstruct_better():
+    rvq = ResidualVectorQuantizer(dim=8, levels=8, codebook_size=32).train()
+    x = torch.randn(8, 8, 50)
+    for _ in range(20):
+        rvq(x)
+    rvq.eval()
+    errors = [(rvq.decode(rvq.encode(x, n)) - x).pow(2).mean().item() for n in range(1, 9)]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+
+
+def test_kmeans_initialisation_and_dead_code_replacement():
+    vq = VectorQuantizer(dim=4, codebook_size=8).train()
+    data = torch.randn(200, 4) + 10               # far from the random initial codebook
+    vq.initialize(data)
+    assert bool(vq.initialized)
+    assert vq.embed.mean().item() == pytest.approx(10, abs=1)
+    vq.cluster_size.fill_(10.0)
+    vq.cluster_size[3] = 0.0                      # code 3 has died
+    vq.embed[3] = -100.0
+    vq.embed_sum[3] = -1000.0
+    vq.replace_dead_codes(data)
+    assert vq.embed[3].mean().item() == pytest.approx(10, abs=4)   # moved onto the data
+    assert vq.cluster_size[3] > 0
+    assert torch.allclose(vq.embed_sum[3], vq.embed[3] * vq.cluster_size[3])
+    perplexity, dead = vq.usage()
+    assert dead == 0 and 1 <= perplexity <= 8
+
+
+def test_usage_statistics_report_collapse():
+    vq = VectorQuantizer(dim=4, codebook_size=8)
+    vq.cluster_size.zero_()
+    vq.cluster_size[0] = 100.0
+    perplexity, dead = vq.usage()
+    assert perplexity == pytest.approx(1.0, abs=1e-3) and dead == 7
