@@ -3,6 +3,7 @@
 A checkpoint holds the model (with its weight-norm parametrisation), the EMA
 weights, the optimiser state, the torch RNG state and the step; the training
 config rides along in the metadata. No pickle is written or read.
+On a GPU the CUDA RNG state of the current device is saved as well.
 """
 
 from __future__ import annotations
@@ -29,17 +30,23 @@ def save_checkpoint(path: Path, *, step: int, config: dict, model: dict[str, tor
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "step": str(step), "config": json.dumps(config),
                 "param_groups": json.dumps(opt["param_groups"])}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)     # left only if the write failed
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Returns ``{step, config, model, ema, optimizer, rng}``; optimizer is a state_dict."""
+    """Returns ``{step, config, model, ema, optimizer, rng, rng_cuda}``; optimizer is a
+    state_dict; rng_cuda is None for a checkpoint written without a GPU."""
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -57,4 +64,4 @@ def load_checkpoint(path: Path) -> dict:
     return {"step": int(metadata["step"]), "config": json.loads(metadata["config"]),
             "model": groups["model"], "ema": groups["ema"],
             "optimizer": {"state": state, "param_groups": json.loads(metadata["param_groups"])},
-            "rng": tensors["rng.torch"]}
+            "rng": tensors["rng.torch"], "rng_cuda": tensors.get("rng.cuda")}

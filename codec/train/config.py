@@ -15,7 +15,8 @@ from ..model import CodecConfig
 class TrainConfig:
     model: CodecConfig = field(default_factory=CodecConfig)
 
-    # data: a folder searched recursively, a manifest (.tsv), or corpus:NAME:ROOT
+    # data: a folder searched recursively, or a manifest (.tsv; `python -m codec.train.prepare`
+    # writes one for LibriSpeech, LibriTTS, VCTK and Common Voice)
     train_data: str = "../shared/corpus/train"
     valid_fraction: float = 0.02          # files held out of train_data for validation
     segment_seconds: float = 1.0

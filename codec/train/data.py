@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..audio import resample
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"} | ({".mp3"} if "MP3" in sf.available_formats() else set())
 
 
 def list_audio(source: str | Path) -> list[Path]:
@@ -88,8 +88,8 @@ class CropDataset(Dataset):
                           for p in self.files]
             lengths = [len(a) for a in self.audio]
         else:
-            lengths = [math.ceil(sf.info(str(p)).frames * sample_rate / sf.info(str(p)).samplerate)
-                       for p in self.files]
+            infos = [sf.info(str(p)) for p in self.files]
+            lengths = [math.ceil(i.frames * sample_rate / i.samplerate) for i in infos]
         self.weights = torch.tensor(lengths, dtype=torch.float64)
 
     def __len__(self) -> int:

@@ -4,9 +4,17 @@
     torchrun --nproc_per_node=N -m codec.train CONFIG ...   # data-parallel
 
 Every ``checkpoint_every`` steps, every ``checkpoint_minutes`` and on
-SIGINT/SIGTERM the run writes ``RUN_DIR/checkpoint.safetensors``; ``--resume``
-continues from it exactly (model, EMA, optimiser, RNG, step; the data stream is
-a function of the step). TensorBoard logs go to ``RUN_DIR/tb``.
+SIGINT/SIGTERM the run writes ``RUN_DIR/checkpoint.safetensors`` (an interrupted
+run exits with status 0 once it is saved); ``--resume`` continues from it exactly
+(model, EMA, optimiser, RNG, step; the data stream is a function of the step), so
+a run stopped and resumed ends bit-identical to one that ran straight through on
+the same machine and thread count. TensorBoard logs go to ``RUN_DIR/tb``.
+
+With several ranks, every checkpoint (and the end of the run) first checks that
+all ranks hold the same weights, EMA and codebooks (``distributed.py``), and
+stops with an error naming the first tensor that differs. Debugging aid: with
+``CODEC_RANK_STATE_DIR=DIR`` in the environment every rank also writes its final
+model state and EMA to ``DIR/rank{R}.safetensors``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from ..metrics import mel_distance, si_sdr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import CropDataset, StepBatchSampler, list_audio, load_mono, split_files
+from .distributed import check_ranks_agree, save_rank_state
 from .export import inference_model, training_model
 from .losses import ReconstructionLoss
 
@@ -49,6 +58,21 @@ def levels_per_item(step: int, rank: int, c: TrainConfig) -> torch.Tensor:
     return levels
 
 
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which checkpoints
+    and stops: a Ctrl-C reaches the whole process group, and a worker killed by it
+    would make the main process fail instead of saving."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Everything the ranks must agree on: parameters, buffers (codebooks) and the EMA."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state.update({f"ema.{k}": v for k, v in ema.items()})
+    return state
+
+
 @torch.no_grad()
 def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0) -> dict[str, float]:
     """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``."""
@@ -69,12 +93,25 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0)
 def main(config: TrainConfig, resume: bool = False) -> None:
     """Train per ``config``; with ``resume``, continue from the run's checkpoint (the
     config given wins, so a resumed run may, for example, be given more steps)."""
+    previous_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _train(config, resume)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, resume: bool) -> None:
     # -- processes: one per torchrun rank, or just this one ---------------------
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if world_size > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)   # NCCL's own buffers go to this rank's GPU, not all to GPU 0
+    if world_size > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if config.threads:
         torch.set_num_threads(config.threads)
     master = rank == 0
@@ -83,25 +120,36 @@ def main(config: TrainConfig, resume: bool = False) -> None:
 
     # -- model, optimiser, weight EMA ------------------------------------------
     c = config
+    # Seeded before the model is built: torch seeds itself at random in every new
+    # process, so without this the initial weights would differ from run to run.
+    # Every rank draws the same numbers (and DDP copies rank 0's weights and
+    # buffers to the others when it wraps the model).
+    torch.manual_seed(c.seed)
     model = training_model(c).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     step = 0
-    torch.manual_seed(c.seed)
     if resume and checkpoint_path.exists():
         saved = load_checkpoint(checkpoint_path)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        for group in optimizer.param_groups:     # the config given wins over the saved one
+            group.update(betas=tuple(c.betas), weight_decay=c.weight_decay)
         ema = {k: v.to(device) for k, v in saved["ema"].items()}
         torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and saved.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(saved["rng_cuda"], device)
         step = saved["step"]
         if master:
             print(f"resumed from {checkpoint_path} at step {step}")
+    elif resume and master:
+        print(f"no checkpoint at {checkpoint_path}: starting from step 0")
     train_model = model
     if world_size > 1:
         # Codebook statistics are all-reduced inside the quantizer, so DDP must not
         # overwrite them with rank 0's buffers.
-        train_model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     if c.compile:
         train_model = torch.compile(train_model)
     loss_fn = ReconstructionLoss(c).to(device)
@@ -111,8 +159,13 @@ def main(config: TrainConfig, resume: bool = False) -> None:
     segment = int(c.segment_seconds * c.model.sample_rate)
     dataset = CropDataset(files, c.model.sample_rate, segment, c.seed, c.target_dbfs,
                           c.silence_dbfs, preload=c.preload)
+    # The loader gets a generator of its own: by default it draws a base seed for
+    # its workers from the global RNG each time it is iterated, which would shift
+    # every random codebook choice after a resume. (Crops depend only on (seed, index).)
     loader = DataLoader(dataset, batch_sampler=StepBatchSampler(c.batch_size, step, c.steps, rank, world_size),
-                        num_workers=c.num_workers, persistent_workers=c.num_workers > 0)
+                        num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
+                        generator=torch.Generator().manual_seed(c.seed),
+                        worker_init_fn=ignore_interrupts if c.num_workers > 0 else None)
 
     # -- logging and interruption ------------------------------------------------
     writer = progress = None
@@ -132,7 +185,17 @@ def main(config: TrainConfig, resume: bool = False) -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    checked_step = -1
+
+    def check_ranks() -> None:
+        """Collective (every rank calls it at the same step): all ranks hold the same state."""
+        nonlocal checked_step
+        if world_size > 1 and checked_step != step:
+            check_ranks_agree(full_state(model, ema), step)
+            checked_step = step
+
     def checkpoint() -> None:
+        check_ranks()
         if master:
             save_checkpoint(checkpoint_path, step=step, config=c.to_dict(), model=model.state_dict(),
                             ema=ema, optimizer=optimizer)
@@ -168,23 +231,31 @@ def main(config: TrainConfig, resume: bool = False) -> None:
                 for name, value in parts.items():
                     writer.add_scalar(f"loss/{name}", value.item(), step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
-                writer.add_scalar("train/lr", learning_rate(step, c), step)
+                writer.add_scalar("train/lr", learning_rate(step - 1, c), step)   # the rate this step used
                 for level, (perplexity, dead) in enumerate(model.quantizer.usage()):
                     writer.add_scalar(f"codebook_perplexity/level{level:02d}", perplexity, step)
                     writer.add_scalar(f"codebook_dead/level{level:02d}", dead, step)
             if valid_files and (step % c.valid_every == 0 or step == c.steps):
-                scores = validate(inference_model(c, model.state_dict(), ema), valid_files, c)
+                # Building the validation model draws random initial weights: keep those
+                # draws off the training RNG, which must stay the same on every rank and
+                # across a resume.
+                with torch.random.fork_rng(devices=[]):
+                    scores = validate(inference_model(c, model.state_dict(), ema), valid_files, c)
                 for name, value in scores.items():
                     writer.add_scalar(f"valid/{name}", value, step)
                 progress.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
                 model.train()
 
-        stop = torch.tensor(float(stop_requested))
+        # Whether to stop and whether the checkpoint clock has run out are agreed by
+        # all ranks (max over ranks), so that all take the same branch: checkpoint()
+        # holds a collective, and ranks that disagreed would wait on each other forever.
+        flags = torch.tensor([float(stop_requested),
+                              float(time.monotonic() - last_checkpoint > 60 * c.checkpoint_minutes)],
+                             device=device)
         if world_size > 1:
-            dist.all_reduce(stop)       # every rank stops at the same step
-        due = (step % c.checkpoint_every == 0 or step == c.steps
-               or time.monotonic() - last_checkpoint > 60 * c.checkpoint_minutes)
-        if due or stop:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        stop, overdue = bool(flags[0]), bool(flags[1])
+        if stop or overdue or step % c.checkpoint_every == 0 or step == c.steps:
             checkpoint()
             last_checkpoint = time.monotonic()
         if stop:
@@ -192,9 +263,9 @@ def main(config: TrainConfig, resume: bool = False) -> None:
                 progress.write(f"interrupted: checkpoint at step {step} saved; resume with --resume")
             break
 
+    check_ranks()                       # at the end, unless the last step was just checked
+    save_rank_state(full_state(model, ema), rank)
     if master:
         progress.close()
         writer.close()
-    if world_size > 1:
-        dist.destroy_process_group()
 
