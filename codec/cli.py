@@ -1,4 +1,4 @@
-"""The `codec` command line: encode, decode, info, train, export.
+"""The `codec` command line: encode, decode, info, eval, train, export.
 
 Every user error is reported as one line on stderr with a non-zero exit; output
 files appear whole or not at all (see fileio.atomic_output).
@@ -136,6 +136,36 @@ def info(input_path: str) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:12} {value}")
+
+
+@main.command("eval")
+@click.argument("refs", metavar="REFS")
+@click.option("--kbps", "kbps_spec", default="1.5,3,6,12", show_default=True, metavar="LIST",
+              help="Our model's bitrates, comma-separated (0.5 to 16 for speech16k).")
+@click.option("--baseline", "baseline_spec", default="opus,codec2", show_default=True, metavar="LIST",
+              help="Reference codecs to run where installed: opus, codec2, or none.")
+@click.option("--out", "out_dir", default="eval_out", show_default=True, metavar="DIR",
+              help="Folder for results.csv, rate_distortion.png, index.html and audio/.")
+@click.option("--model", "model_path", default=None, metavar="NAME|FILE",
+              help="A shipped model's name or a model file (default: speech16k).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Evaluate the first N files only.")
+@click.option("--listen", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
+              help="Files that get audio players on the listening page.")
+def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_path: str | None,
+          limit: int | None, listen: int) -> None:
+    """Score the codec against Opus and Codec2 on REFS (a folder of audio or a TSV manifest).
+
+    Every file is coded at each bitrate and scored (PESQ-WB, STOI, log-mel L1, SI-SDR) against
+    the delay-aligned 16 kHz mono reference; the means are printed, and DIR receives a CSV, a
+    rate-distortion plot and an HTML page to listen side by side.
+    """
+    from .evaluation import evaluate, parse_baselines, parse_kbps
+
+    result = evaluate(refs, out_dir, kbps=parse_kbps(kbps_spec), baselines=parse_baselines(baseline_spec),
+                      model=model_path, limit=limit, listen=listen,
+                      log=lambda line: click.echo(f"codec eval: {line}", err=True))
+    click.echo(result.summary_text)
+    click.echo(f"wrote {result.csv_path}, {result.plot_path} and {result.html_path}", err=True)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

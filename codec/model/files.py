@@ -60,6 +60,9 @@ def save_model(model: CodecModel, path: str | os.PathLike, dtype: torch.dtype = 
     tmp = path.with_name(f".{path.name}.part")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # an ordinary file, not safetensors' private 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

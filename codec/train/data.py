@@ -8,7 +8,6 @@ of DataLoader workers or torchrun ranks produce the same stream.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 from pathlib import Path
@@ -20,30 +19,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..audio import resample
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"} | ({".mp3"} if "MP3" in sf.available_formats() else set())
-
-
-def list_audio(source: str | Path) -> list[Path]:
-    """Audio files of a folder (searched recursively) or of a manifest.
-
-    A manifest is a TSV whose first column holds paths relative to the
-    manifest's folder; a first row starting with ``path`` is a header.
-    """
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    elif source.is_file():
-        with open(source, newline="") as f:
-            rows = [r for r in csv.reader(f, delimiter="\t") if r and r[0].strip()]
-        if rows and rows[0][0] == "path":
-            rows = rows[1:]
-        files = [source.parent / r[0] for r in rows]
-    else:
-        raise FileNotFoundError(f"training data {source} is neither a folder nor a manifest")
-    if not files:
-        raise FileNotFoundError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in {source}")
-    return files
+from ..datasets import AUDIO_SUFFIXES, list_audio  # noqa: F401  (re-exported)
 
 
 def split_files(files: Sequence[Path], valid_fraction: float) -> tuple[list[Path], list[Path]]:

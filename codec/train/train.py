@@ -8,7 +8,10 @@ SIGINT/SIGTERM the run writes ``RUN_DIR/checkpoint.safetensors`` (an interrupted
 run exits with status 0 once it is saved); ``--resume`` continues from it exactly
 (model, EMA, optimiser, RNG, step; the data stream is a function of the step), so
 a run stopped and resumed ends bit-identical to one that ran straight through on
-the same machine and thread count. TensorBoard logs go to ``RUN_DIR/tb``.
+the same machine and thread count. Under torchrun, signal the torchrun process:
+it passes SIGTERM on to every rank, the ranks agree to stop at the same step and
+rank 0 saves, but torchrun itself then exits non-zero. TensorBoard logs go to
+``RUN_DIR/tb``.
 
 With several ranks, every checkpoint (and the end of the run) first checks that
 all ranks hold the same weights, EMA and codebooks (``distributed.py``), and
@@ -88,6 +91,28 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0)
         scores[f"mel_distance/{kbps:g}kbps"] = sum(mel) / len(mel)
         scores[f"si_sdr/{kbps:g}kbps"] = sum(sdr) / len(sdr)
     return scores
+
+
+def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tensor],
+               wav: torch.Tensor, step: int, rank: int, c: TrainConfig):
+    """One optimisation step on ``wav [B, 1, N]``; returns (loss, commit loss, loss parts,
+    gradient norm). ``train_model`` is ``model`` or its DDP/compiled wrapper."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, c)
+    with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=c.bf16):
+        recon, q = train_model(wav, levels_per_item(step, rank, c).to(wav.device))
+    recon_loss, parts = loss_fn(recon, wav)
+    commit = q.commit_losses.sum()
+    loss = recon_loss + c.commit_weight * commit
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+    optimizer.step()
+    if c.weight_ema:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                ema[name].lerp_(p.detach(), 1 - c.weight_ema)
+    return loss, commit, parts, grad_norm
 
 
 def main(config: TrainConfig, resume: bool = False) -> None:
@@ -204,22 +229,8 @@ def _train(config: TrainConfig, resume: bool) -> None:
     last_checkpoint = time.monotonic()
     model.train()
     for batch in loader:
-        wav = batch.to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, c)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.bf16):
-            recon, q = train_model(wav, levels_per_item(step, rank, c).to(device))
-        recon_loss, parts = loss_fn(recon, wav)
-        commit = q.commit_losses.sum()
-        loss = recon_loss + c.commit_weight * commit
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-        optimizer.step()
-        if c.weight_ema:
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    ema[name].lerp_(p.detach(), 1 - c.weight_ema)
+        loss, commit, parts, grad_norm = train_step(train_model, model, loss_fn, optimizer, ema,
+                                                    batch.to(device), step, rank, c)
         step += 1
 
         if master:

@@ -1,0 +1,258 @@
+"""`codec eval`: alignment, scores, baselines and the whole command on two short clips."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from codec.cli import main
+from codec.evaluation.align import align, estimate_delay, shift
+from codec.evaluation.baselines import BASELINES, parse_baselines
+from codec.evaluation.run import load_reference
+from codec.model import CodecModel, save_model
+
+from .conftest import SAMPLES, speech_like, tiny_config
+
+RATE = 16000
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """3 s of real speech, mono float32 [samples] at 16 kHz."""
+    return load_reference(SAMPLES / "librispeech_5456.flac")[:3 * RATE]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """conftest's tiny model, built once for this module: every test here only reads it."""
+    torch.manual_seed(0)
+    model = CodecModel(tiny_config())
+    batch = torch.from_numpy(np.concatenate([speech_like(1.0, seed=s) for s in range(4)]))[:, None]
+    with torch.no_grad():
+        for _ in range(3):
+            model(batch + 0.05 * torch.randn_like(batch))       # fits the EMA codebooks to some sound
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture
+def refs(tmp_path) -> Path:
+    """A folder of two 1.5 s speech clips (one in a subfolder)."""
+    folder = tmp_path / "refs"
+    (folder / "b").mkdir(parents=True)
+    for source, target in (("speechocean_0094.flac", "a.flac"), ("librispeech_5456.flac", "b/c.wav")):
+        wav, rate = sf.read(SAMPLES / source, dtype="float32")
+        sf.write(folder / target, wav[rate // 2:rate // 2 + int(1.5 * rate)], rate)
+    return folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- alignment -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("delay", [0, 1, 123, -57, 799])
+def test_alignment_recovers_a_known_delay(speech, delay):
+    reference = speech[:RATE]
+    delayed = shift(speech[:RATE + 1000], -delay, RATE + 1000)      # delayed[n] = reference[n - delay]
+    assert estimate_delay(reference, delayed, max_shift=800) == delay
+    aligned, found = align(reference, delayed + 0.01 * np.random.randn(len(delayed)).astype(np.float32), RATE)
+    assert found == delay and aligned.shape == reference.shape
+    assert np.abs(aligned[:RATE - 800] - reference[:RATE - 800]).max() < 0.05
+
+
+def test_alignment_stays_within_its_window_and_ignores_silence(speech):
+    reference = speech[:RATE]
+    far = shift(reference, -1200, RATE)                  # 75 ms: beyond the ±50 ms window
+    assert abs(estimate_delay(reference, far, max_shift=800)) <= 800
+    assert estimate_delay(reference, np.zeros(RATE, np.float32), 800) == 0
+    assert align(reference, reference[:RATE // 2], RATE)[0].shape == (RATE,)   # short output is padded
+
+
+# -- scores ----------------------------------------------------------------------------------------
+
+def test_identical_signals_score_best_and_noise_lowers_the_scores(speech):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    from codec.evaluation.scores import score
+
+    clean = score(speech, speech)
+    assert clean.stoi > 0.99 and clean.pesq > 4.4 and clean.mel_l1 < 1e-3 and clean.si_sdr > 60
+    rng = np.random.default_rng(0)
+    noisy_signal = speech + rng.standard_normal(len(speech)).astype(np.float32) * speech.std()   # 0 dB SNR
+    noisy = score(speech, noisy_signal)
+    assert noisy.stoi < clean.stoi - 0.1 and noisy.pesq < 2.0
+    assert noisy.mel_l1 > clean.mel_l1 and abs(noisy.si_sdr) < 1.0
+
+
+def test_pesq_failure_is_nan_not_an_error():
+    pytest.importorskip("pesq")
+    from codec.evaluation.scores import pesq_wb
+
+    assert np.isnan(pesq_wb(np.zeros(RATE, np.float32), np.zeros(RATE, np.float32)))
+
+
+def test_a_clip_too_short_to_score_gets_nan_not_an_error(speech):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    from codec.evaluation.scores import score
+
+    short = score(speech[:160], speech[:160])                   # 10 ms: too little for PESQ, STOI, the mel FFT
+    assert np.isnan(short.pesq) and np.isnan(short.stoi) and short.mel_l1 < 1e-3
+
+
+def test_a_missing_metric_package_names_what_to_install(monkeypatch, refs, tiny_model_file, tmp_path):
+    monkeypatch.setitem(sys.modules, "pystoi", None)          # import pystoi now raises ImportError
+    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6", "--baseline", "none",
+                 "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pystoi" in lines[0] and "pip install pesq pystoi" in lines[0], result.stderr
+    assert "codec[eval]" in lines[0] and not (tmp_path / "out").exists()   # failed before any work
+
+
+# -- baselines -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, kbps", [("opus", 6.0), ("codec2", 1.2)])
+def test_baseline_codes_at_about_its_bitrate(speech, name, kbps):
+    baseline = BASELINES[name]
+    if baseline.missing_tools():
+        pytest.skip(baseline.missing_message())
+    coded = baseline.code(speech, kbps)
+    assert abs(len(coded.audio) - len(speech)) < 0.05 * RATE
+    actual = coded.num_bytes * 8 / (len(speech) / RATE) / 1000
+    assert kbps * 0.95 < actual < kbps * 1.6                # Ogg pages and headers cost Opus ~1 kbps here
+    aligned, delay = align(speech, coded.audio, RATE)
+    assert np.corrcoef(aligned, speech)[0, 1] > (0.5 if name == "opus" else 0.0)
+
+
+def test_summary_leaves_unscored_files_out_and_pools_bytes():
+    from codec.evaluation.report import Row, format_summary, summarize
+
+    rows = [Row("a", "codec", 6.0, 6.4, 2.0, 0.8, 0.5, 5.0, 0.0, 1.0, 800),
+            Row("b", "codec", 6.0, 6.1, float("nan"), 0.6, 0.7, 3.0, 0.0, 9.0, 6900),
+            Row("a", "codec", 12.0, 12.4, 3.0, 0.9, 0.3, 9.0, 0.0, 1.0, 1550),
+            Row("b", "codec", 12.0, 12.1, 2.5, 0.9, 0.4, 8.0, 0.0, 9.0, 13600)]
+    low, high = summarize(rows, ["codec"])
+    assert (low.pesq, low.stoi, low.files, low.unscored) == (2.0, 0.7, 2, 1)
+    assert low.actual_kbps == pytest.approx(7700 * 8 / 10 / 1000)           # all bytes over all seconds
+    text = format_summary([low, high], "codec")
+    assert "codec: PESQ-WB improves with every bitrate step" in text
+    assert "codec: STOI does not improve at 6 -> 12 kbps" not in text
+    assert "codec: log-mel L1 improves with every bitrate step" in text
+
+
+def test_parse_baselines():
+    assert [b.name for b in parse_baselines("opus,codec2")] == ["opus", "codec2"]
+    assert parse_baselines("none") == [] and parse_baselines("") == []
+    with pytest.raises(Exception, match="unknown baseline mp3: choose from opus, codec2, or none"):
+        parse_baselines("opus,mp3")
+
+
+def test_a_baseline_missing_from_path_is_skipped_with_what_to_install(monkeypatch, refs, tiny_model_file,
+                                                                      tmp_path):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "out"
+    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6", "--baseline", "opus,codec2",
+                 "--out", out, "--limit", "1")
+    assert result.exit_code == 0, result.stderr
+    assert ("skipping Opus: opusenc and opusdec not found on PATH; install them with `apt-get install opus-tools`"
+            in result.stderr)
+    assert "skipping Codec2: c2enc and c2dec not found on PATH; install them with `apt-get install codec2`" \
+        in result.stderr
+    assert {r["system"] for r in read_rows(out / "results.csv")} == {"codec"}
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+def test_eval_writes_csv_plot_and_listening_page(refs, tiny_model_file, tmp_path):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    out = tmp_path / "out"
+    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6,1.2", "--baseline", "none",
+                 "--out", out, "--listen", "1")
+    assert result.exit_code == 0, result.stderr
+
+    rows = read_rows(out / "results.csv")
+    assert list(rows[0]) == ["file", "system", "nominal_kbps", "actual_kbps", "pesq", "stoi", "mel_l1",
+                             "si_sdr", "delay_ms", "seconds", "num_bytes"]
+    assert [(r["file"], r["system"], float(r["nominal_kbps"])) for r in rows] == [
+        ("a.flac", "codec", 0.6), ("a.flac", "codec", 1.2), ("b/c.wav", "codec", 0.6), ("b/c.wav", "codec", 1.2)]
+    for r in rows:
+        # 42-byte header, 6 bytes a second, 14-byte end packet on 1.5 s: a little above nominal.
+        assert float(r["nominal_kbps"]) < float(r["actual_kbps"]) < float(r["nominal_kbps"]) + 0.4
+        assert 0 <= float(r["stoi"]) <= 1 and np.isfinite(float(r["si_sdr"])) and float(r["mel_l1"]) > 0
+
+    assert (out / "rate_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "index.html").read_text()
+    assert page.count("<audio") == 3 and 'src="rate_distortion.png"' in page   # reference + 2 bitrates
+    for wav in ("reference.wav", "codec_0.6kbps.wav", "codec_1.2kbps.wav"):
+        assert f'src="audio/000_a/{wav}"' in page
+        assert sf.info(out / "audio" / "000_a" / wav).samplerate == RATE
+    assert not (out / "audio" / "001_c").exists()                             # --listen 1
+
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["system", "kbps", "on"] and sum(ln.startswith("codec ") for ln in lines) == 2
+    assert "PESQ-WB" in result.stdout and "every bitrate step" in result.stdout
+
+
+def test_eval_reads_a_manifest_and_limits_the_files(refs, tiny_model_file, tmp_path):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    manifest = tmp_path / "refs" / "list.tsv"
+    manifest.write_text("path\tspeaker\nb/c.wav\ts1\na.flac\ts2\n")
+    out = tmp_path / "out"
+    result = run("eval", manifest, "--model", tiny_model_file, "--kbps", "2.4", "--baseline", "none",
+                 "--out", out, "--limit", "1", "--listen", "0")
+    assert result.exit_code == 0, result.stderr
+    assert [(r["file"], r["nominal_kbps"]) for r in read_rows(out / "results.csv")] == [("b/c.wav", "2.4000")]
+    assert "<audio" not in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kbps", "fast"], "--kbps takes comma-separated numbers"),
+    (["--kbps", "50"], "bitrate 50.0 kbps is outside this model's range"),
+    (["--baseline", "mp3"], "unknown baseline mp3"),
+])
+def test_eval_user_errors_are_one_line(refs, tiny_model_file, tmp_path, args, message):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    result = run("eval", refs, "--model", tiny_model_file, "--out", tmp_path / "out", *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_eval_of_a_missing_folder_is_one_line(tmp_path, tiny_model_file):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    result = run("eval", tmp_path / "nowhere", "--model", tiny_model_file, "--baseline", "none",
+                 "--kbps", "0.6", "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "is neither a folder of audio files nor a manifest" in result.stderr
+
+
+def test_inference_side_never_imports_training():
+    code = ("import sys, codec.evaluation, codec.datasets, codec.cli; "
+            "sys.exit(any(m.startswith('codec.train') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    from codec.datasets import list_audio
+    from codec.train import data
+    assert data.list_audio is list_audio
+

@@ -1,0 +1,369 @@
+"""The trainer end to end on the tiny model: data-parallel agreement, exact resume,
+interruption, export, and the schedule and quantizer-dropout functions.
+
+Training runs are real subprocesses (``python -m codec.train``, torchrun) of a few
+steps on audio_samples/ with one thread each, so each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from codec.cli import main as cli
+from codec.model import load_model
+from codec.model.files import inference_tensors
+from codec.train.checkpoint import load_checkpoint
+from codec.train.config import TrainConfig
+from codec.train.distributed import checksums, first_disagreement
+from codec.train.export import inference_model
+from codec.train.train import learning_rate, levels_per_item
+from codec.train.train import main as train_main
+
+from .conftest import SAMPLES
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP = SAMPLES / "speechocean_1135.flac"
+
+# The tiny model of conftest.tiny_config, half-second crops, batch 2, one thread.
+TINY_TOML = f"""
+train_data = "{SAMPLES.as_posix()}"
+valid_fraction = 0
+segment_seconds = 0.5
+batch_size = 2
+threads = 1
+valid_every = 1000
+log_every = 1
+checkpoint_every = 100000
+
+[model]
+name = "tiny"
+channels = 4
+strides = [2, 4, 5, 8]
+dilations = [1]
+latent_dim = 16
+levels = 8
+codebook_bits = 6
+"""
+
+RUN_TIMEOUT = 120
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def train_command(config: Path, run_dir: Path, *overrides: str, resume: bool = False) -> list[str]:
+    return [sys.executable, "-m", "codec.train", str(config), f"run_dir={run_dir}", *overrides,
+            *(["--resume"] if resume else [])]
+
+
+def run_training(*args, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(train_command(*args, **kwargs), cwd=ROOT, env=child_env(),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def checkpoint_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "checkpoint.safetensors"))
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    differ = [name for name in a if a[name].dtype != b[name].dtype or not torch.equal(a[name], b[name])]
+    assert not differ, f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:5]}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_env(**extra: str) -> dict[str, str]:
+    """Distributed children that talk over the loopback interface only."""
+    env = child_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), **extra)
+    if Path("/sys/class/net/lo").exists():
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    return env
+
+
+# -- data parallel ------------------------------------------------------------------
+
+
+def test_torchrun_two_cpu_ranks_end_with_identical_weights_and_codebooks(tmp_path, config_file):
+    run_dir, ranks = tmp_path / "run", tmp_path / "ranks"
+    env = loopback_env(CODEC_RANK_STATE_DIR=str(ranks))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env['MASTER_PORT']}",
+               "-m", "codec.train", str(config_file), "steps=3", f"run_dir={run_dir}"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rank0 = load_file(str(ranks / "rank0.safetensors"))
+    rank1 = load_file(str(ranks / "rank1.safetensors"))
+    assert_same_tensors(rank0, rank1)
+    # The comparison covered weights, weight EMA and trained codebooks.
+    assert any(".parametrizations.weight.original1" in name for name in rank0)
+    assert any(name.startswith("ema.") for name in rank0)
+    embeds = [name for name in rank0 if name.endswith(".embed")]
+    assert len(embeds) == 8
+    assert all(bool(rank0[name]) for name in rank0 if name.endswith(".initialized"))
+    # Rank 0's final state is what was checkpointed.
+    saved = load_checkpoint(run_dir / "checkpoint.safetensors")
+    assert saved["step"] == 3
+    for name, value in saved["model"].items():
+        assert torch.equal(value, rank0[f"model.{name}"]), name
+
+
+CHECK_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from codec.train.distributed import check_ranks_agree
+dist.init_process_group("gloo")
+state = {"encoder.weight": torch.arange(12.0).reshape(3, 4),
+         "quantizer.levels.1.embed": torch.ones(4, 2),
+         "quantizer.levels.1.initialized": torch.tensor(True)}
+if dist.get_rank() == 1:
+    state["quantizer.levels.1.embed"][3, 1] += 2 ** -20
+try:
+    check_ranks_agree(state, step=7)
+    print("agreed")
+except RuntimeError as e:
+    print(e)
+dist.destroy_process_group()
+"""
+
+
+def test_rank_check_names_the_first_tensor_that_differs():
+    env = loopback_env(WORLD_SIZE="2")
+    procs = [subprocess.Popen([sys.executable, "-c", CHECK_SCRIPT], cwd=ROOT, text=True,
+                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(2)]
+    try:
+        outputs = [p.communicate(timeout=RUN_TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-2000:]
+        assert "ranks disagree at step 7" in out, out + err[-2000:]
+        assert "'quantizer.levels.1.embed'" in out and "rank 1" in out, out
+
+
+def test_checksums_see_moved_values_and_treat_nan_as_equal():
+    a = {"w": torch.tensor([1.0, 2.0, 3.0]), "n": torch.tensor([float("nan"), 1.0])}
+    moved = {"w": torch.tensor([2.0, 1.0, 3.0]), "n": torch.tensor([float("nan"), 1.0])}
+    assert first_disagreement(list(a), [checksums(a), checksums(a)]) is None
+    assert first_disagreement(list(a), [checksums(a), checksums(moved)]) == ("w", 1)
+    assert first_disagreement(list(a), [checksums(a), checksums(a), checksums(moved)]) == ("w", 2)
+
+
+# -- exact resume and interruption --------------------------------------------------------
+
+
+def test_resume_is_exact(tmp_path, config_file):
+    """4 steps straight == 2 steps, then --resume to 4 in a fresh process: model, EMA,
+    optimiser and RNG state bit-identical. Warmup covers steps 0 and 1, so both
+    runs see the same rates there, and steps 2 and 3 run on the cosine decay."""
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    schedule = ("warmup_steps=2", "lr_final_fraction=0.1")
+    commands = [train_command(config_file, straight, "steps=4", *schedule),
+                train_command(config_file, stopped, "steps=2", *schedule)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for cmd in commands]
+    for p in procs:
+        _, err = p.communicate(timeout=RUN_TIMEOUT)
+        assert p.returncode == 0, err[-3000:]
+    assert load_checkpoint(stopped / "checkpoint.safetensors")["step"] == 2
+
+    resumed = run_training(config_file, stopped, "steps=4", *schedule, resume=True)
+    assert "resumed from" in resumed.stdout and "at step 2" in resumed.stdout
+
+    a, b = load_checkpoint(straight / "checkpoint.safetensors"), load_checkpoint(stopped / "checkpoint.safetensors")
+    assert a["step"] == b["step"] == 4
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    tensors_a, tensors_b = checkpoint_tensors(straight), checkpoint_tensors(stopped)
+    for kind in ("model.", "ema.", "optim.", "rng."):
+        assert any(name.startswith(kind) for name in tensors_a), kind
+    assert_same_tensors(tensors_a, tensors_b)
+
+
+def wait_for_progress(proc: subprocess.Popen, stderr: list[str], timeout: float = 60.0) -> int:
+    """The step count tqdm last reported on ``proc``'s stderr, once it is at least 1."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = [int(m) for m in re.findall(r"\|\s*(\d+)/\d+ \[", "".join(stderr))]
+        if steps and max(steps) >= 1:
+            return max(steps)
+        assert proc.poll() is None, "training exited early:\n" + "".join(stderr)[-3000:]
+        time.sleep(0.05)
+    raise AssertionError("no training progress within the timeout:\n" + "".join(stderr)[-3000:])
+
+
+def interrupt_training(command: list[str], env: dict, signum: int, timeout: float = 60.0,
+                       run_dir: Path | None = None) -> tuple[int, str]:
+    """Start ``command``, send ``signum`` once it reports a step, and return (exit status, output).
+
+    With ``run_dir``, also check that no checkpoint existed before the signal (only it writes one).
+    """
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: proc.stderr.read(256), "")), daemon=True)
+    reader.start()
+    try:
+        wait_for_progress(proc, stderr, timeout=timeout)
+        if run_dir is not None:
+            assert not (run_dir / "checkpoint.safetensors").exists()
+        proc.send_signal(signum)
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    return proc.returncode, proc.stdout.read() + "".join(stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_leaves_a_resumable_checkpoint(tmp_path, config_file, signum):
+    run_dir = tmp_path / "run"
+    returncode, log = interrupt_training(train_command(config_file, run_dir, "steps=100000"), child_env(),
+                                         signum, run_dir=run_dir)
+    assert returncode == 0, log[-3000:]
+    match = re.search(r"interrupted: checkpoint at step (\d+) saved", log)
+    assert match, log[-3000:]
+    step = int(match.group(1))
+    assert step > 0
+    assert load_checkpoint(run_dir / "checkpoint.safetensors")["step"] == step
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".part")]
+
+    resumed = run_training(config_file, run_dir, f"steps={step + 1}", resume=True)
+    assert f"at step {step}" in resumed.stdout
+    assert load_checkpoint(run_dir / "checkpoint.safetensors")["step"] == step + 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_saves_one_checkpoint_for_both_ranks(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    env = loopback_env()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env['MASTER_PORT']}",
+               "-m", "codec.train", str(config_file), "steps=100000", f"run_dir={run_dir}"]
+    _, log = interrupt_training(command, env, signal.SIGTERM, timeout=90)   # torchrun passes it on
+    match = re.search(r"interrupted: checkpoint at step (\d+) saved", log)
+    assert match, log[-3000:]                     # (torchrun itself exits non-zero after a signal)
+    assert "ranks disagree" not in log
+    step = int(match.group(1))
+    assert step > 0 and load_checkpoint(run_dir / "checkpoint.safetensors")["step"] == step
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".part")]
+
+
+# -- export -------------------------------------------------------------------------
+
+
+def cli_ok(*args) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_export_then_encode_decode_with_the_exported_model(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    config = TrainConfig.load(config_file, [f"run_dir={run_dir}", "steps=2"])
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    try:
+        train_main(config)                              # in-process: the fastest way to a checkpoint
+    finally:
+        torch.set_num_threads(threads)                  # the config's threads=1 is for the trainer only
+    assert {s: signal.getsignal(s) for s in handlers} == handlers   # the trainer put them back
+    checkpoint = run_dir / "checkpoint.safetensors"
+
+    model_path = tmp_path / "exported.safetensors"
+    cli_ok("export", checkpoint, model_path, "--name", "tiny-export")
+    with safe_open(str(model_path), framework="pt") as f:
+        fingerprint = f.metadata()["fingerprint"]
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert torch.float16 in dtypes and not dtypes & {torch.float32, torch.float64, torch.bfloat16}
+
+    # The exported weights are the checkpoint's EMA weights with weight norm folded in.
+    saved = load_checkpoint(checkpoint)
+    expected = inference_tensors(inference_model(config, saved["model"], saved["ema"]), torch.float16)
+    model = load_model(model_path)
+    assert model.fingerprint == fingerprint and model.config.name == "tiny-export"
+    exported = inference_tensors(model, torch.float16)
+    assert_same_tensors(exported, expected)
+
+    rvq, out = tmp_path / "clip.rvq", tmp_path / "clip.wav"
+    cli_ok("encode", CLIP, rvq, "--kbps", "1.8", "--model", model_path)
+    info = cli_ok("info", rvq)
+    assert re.search(rf"^model\s+{fingerprint[:16]}\b", info, re.M), info
+    assert "6 x 6 bits" in info
+    cli_ok("decode", rvq, out, "--model", model_path)
+    original, original_rate = sf.read(CLIP)
+    decoded, rate = sf.read(out)
+    assert rate == original_rate and decoded.shape == original.shape
+    assert abs(decoded).max() > 0
+
+    fp32_path = tmp_path / "exported32.safetensors"
+    cli_ok("export", checkpoint, fp32_path, "--fp32")
+    with safe_open(str(fp32_path), framework="pt") as f:
+        assert torch.float32 in {f.get_tensor(k).dtype for k in f.keys()}
+
+
+# -- schedule and quantizer dropout ---------------------------------------------------------
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine_to_the_final_fraction():
+    c = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, lr_final_fraction=0.05)
+    rates = [learning_rate(s, c) for s in range(c.steps + 5)]
+    assert rates[0] == pytest.approx(1e-4)
+    assert rates[9] == pytest.approx(1e-3) == rates[10]
+    assert all(a < b for a, b in zip(rates[:10], rates[1:10]))                    # warmup rises
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))                    # then never rises
+    assert rates[60] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))                 # half way down
+    assert rates[35] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert rates[110] == pytest.approx(5e-5) == rates[-1]                         # floor, held after the end
+    assert learning_rate(0, TrainConfig(lr=2e-3, warmup_steps=0, steps=100)) == pytest.approx(2e-3)
+
+
+def test_quantizer_dropout_is_a_fraction_of_items_deterministic_per_step_and_rank():
+    c = TrainConfig(batch_size=4000, quantizer_dropout=0.4, seed=3)
+    c.model.levels = 8
+    levels = levels_per_item(5, 0, c)
+    assert levels.shape == (4000,) and levels.dtype == torch.int64
+    assert torch.equal(levels, levels_per_item(5, 0, c))                          # reproducible (resume)
+    assert not torch.equal(levels, levels_per_item(6, 0, c))                      # new draw each step
+    assert not torch.equal(levels, levels_per_item(5, 1, c))                      # and each rank
+    assert int(levels.min()) == 1 and int(levels.max()) == 8
+    assert set(levels.tolist()) == set(range(1, 9))
+    # A dropped item draws uniformly from 1..8, so 7/8 of the dropped ones end below 8.
+    assert float((levels < 8).float().mean()) == pytest.approx(0.4 * 7 / 8, abs=0.03)
+    c.quantizer_dropout = 0.0
+    assert bool((levels_per_item(5, 0, c) == 8).all())
