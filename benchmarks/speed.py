@@ -11,7 +11,6 @@ kbps for a 3 s and a 60 s file (headers, packet framing and CRCs included).
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import soundfile as sf
 import torch
 
 import codec
+from peak_memory import command_peak_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +42,6 @@ def best_of(fn, repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def peak_rss_mb(args: list[str]) -> float:
-    """Peak resident memory of a child process running ``codec ARGS``."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "codec", *args], check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
 
 
 def main() -> None:
@@ -75,8 +67,8 @@ def main() -> None:
         wav_path, rvq_path, out_path = (f"{tmp}/in.wav", f"{tmp}/in.rvq", f"{tmp}/out.wav")
         sf.write(wav_path, wav60[0].numpy(), 16000)
         model_args = ["--model", args.model] if args.model else []
-        enc_mb = peak_rss_mb(["encode", wav_path, rvq_path, "--kbps", "6", *model_args])
-        dec_mb = peak_rss_mb(["decode", rvq_path, out_path, *model_args])
+        enc_mb = command_peak_mib(["encode", wav_path, rvq_path, "--kbps", "6", *model_args])
+        dec_mb = command_peak_mib(["decode", rvq_path, out_path, *model_args])
         print(f"peak resident memory, 60 s file (whole process, incl. torch): "
               f"encode {enc_mb:.0f} MB, decode {dec_mb:.0f} MB")
 

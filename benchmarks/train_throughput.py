@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from peak_memory import peak_rss_mib  # noqa: E402
 from codec.train.config import TrainConfig  # noqa: E402
 from codec.train.export import training_model  # noqa: E402
 from codec.train.losses import ReconstructionLoss  # noqa: E402
@@ -79,19 +79,6 @@ def run_steps(c: TrainConfig, warmup: int, steps: int, compile_model: bool = Fal
     per_second = steps / seconds
     return {"steps_per_s": per_second, "audio_s_per_s": per_second * c.batch_size * c.segment_seconds,
             "seconds_per_step": seconds / steps, "warmup_s": warmup_seconds}
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (see the module docstring for why not ru_maxrss)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024            # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024   # bytes on macOS, KiB elsewhere
 
 
 def memory_child(args) -> None:

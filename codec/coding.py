@@ -55,6 +55,8 @@ def model_for(header: StreamHeader, model: CodecModel | str | None) -> CodecMode
     if stream_fingerprint(model) != header.fingerprint:
         raise ModelError(f"this bitstream was made by model {header.fingerprint.hex()}, "
                          f"not by the given model {model.fingerprint[:16]}")
+    if header.levels > model.config.levels:
+        raise BitstreamError(f"bitstream declares {header.levels} levels; its model has {model.config.levels}")
     if (model.sample_rate, model.hop, model.config.codebook_bits) != (
             header.sample_rate, header.hop, header.codebook_bits):
         raise BitstreamError("bitstream header disagrees with its model's sample rate, hop or codebook size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from codec.bitstream import HEADER_SIZE
+from codec.bitstream import HEADER_SIZE, StreamHeader, encode_bytes
 from codec.cli import main
 from codec.model import CodecModel, save_model
 
@@ -163,6 +164,26 @@ def test_bitstream_from_another_model(tmp_path, rvq_file, tiny_model_file):
     result = run("decode", rvq_file, tmp_path / "out.wav", "--model", other_path)
     one_line_error(result, digest[:16], "made by model")
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_bitstream_with_more_levels_than_its_model(tmp_path, rvq_file, tiny_model_file):
+    """A well-formed stream (valid CRCs) whose header claims levels the model does not have."""
+    header = StreamHeader.from_bytes(rvq_file.read_bytes()[:HEADER_SIZE])
+    header = dataclasses.replace(header, levels=9)                  # the tiny model has 8
+    frames = -(-header.num_samples * header.sample_rate // header.original_sample_rate // header.hop)
+    codes = np.random.randint(0, 64, (header.channels, 9, frames))
+    bad = tmp_path / "bad.rvq"
+    bad.write_bytes(encode_bytes(header, codes, header.num_samples))
+    one_line_error(run("decode", bad, tmp_path / "out.wav", "--model", tiny_model_file), "9 levels")
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_too_many_channels(tmp_path, tiny_model_file):
+    src = tmp_path / "many.wav"
+    sf.write(src, np.random.uniform(-0.5, 0.5, (1600, 256)).astype(np.float32), 16000, subtype="FLOAT")
+    one_line_error(run("encode", src, tmp_path / "x.rvq", "--model", tiny_model_file, "--kbps", "1.8"),
+                   "256 channels")
+    assert not (tmp_path / "x.rvq").exists()
 
 
 def corrupt(data: bytes, offset: int) -> bytes:

@@ -2,5 +2,6 @@
 
 from .codec_model import CodecConfig, CodecModel
 from .files import load_model, save_model
+from .streaming import StreamingDecoder, StreamingEncoder
 
-__all__ = ["CodecConfig", "CodecModel", "load_model", "save_model"]
+__all__ = ["CodecConfig", "CodecModel", "load_model", "save_model", "StreamingDecoder", "StreamingEncoder"]

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from ..errors import AudioError, BitrateError
 from .quantizer import QuantizerOutput, ResidualVectorQuantizer
 from .seanet import Decoder, Encoder
+from .streaming import StreamingDecoder, StreamingEncoder
 
 
 @dataclass
@@ -161,12 +162,24 @@ class CodecModel(nn.Module):
             raise AudioError(f"expected audio shaped [samples] or [channels, samples], got {tuple(wav.shape)}")
         if not torch.isfinite(wav).all():
             raise AudioError("audio contains NaN or infinite samples")
+        # Frame by frame, as a stream would: the codes of a file are then the same
+        # however it is chunked (see streaming.py).
+        encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0])
+        wav = resample(wav, sample_rate, self.sample_rate)
+        return torch.cat([encoder.push(wav), encoder.flush()], dim=-1)
+
+    def streaming_encoder(self, kbps: float | None = None, levels: int | None = None,
+                          channels: int = 1) -> StreamingEncoder:
+        """A stateful encoder for audio at the model's rate that arrives in chunks of any size."""
         if levels is None:
             levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
         if not 1 <= levels <= self.config.levels:
             raise BitrateError(f"levels must be 1 to {self.config.levels}, got {levels}")
-        wav = resample(wav, sample_rate, self.sample_rate)
-        return self.encode_batch(wav[:, None], levels)
+        return StreamingEncoder(self, levels, channels)
+
+    def streaming_decoder(self, channels: int = 1) -> StreamingDecoder:
+        """A stateful decoder for codes that arrive a few frames at a time."""
+        return StreamingDecoder(self, channels)
 
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Codes ``[channels, levels, frames]`` to audio ``[channels, frames * hop]`` at the model rate."""

@@ -77,10 +77,16 @@ def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor]) -> dict[str
 
 
 @torch.no_grad()
-def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0) -> dict[str, float]:
-    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``."""
+def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
+             ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``.
+
+    Also returns audio examples to listen to: the first held-out clip as it is
+    (``reference``) and as coded at each bitrate, each ``[samples]``.
+    """
     scores: dict[str, float] = {}
     clips = [load_mono(p, c.model.sample_rate)[: int(max_seconds * c.model.sample_rate)] for p in files]
+    examples = {"reference": clips[0]}
     for kbps in c.valid_kbps:
         levels = model.levels_for_kbps(kbps)
         mel, sdr = [], []
@@ -88,9 +94,10 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0)
             out = model.decode_batch(model.encode_batch(clip[None, None], levels))[0, 0, : len(clip)]
             mel.append(float(mel_distance(clip, out, c.model.sample_rate)))
             sdr.append(float(si_sdr(clip, out)))
+            examples.setdefault(f"{kbps:g}kbps", out)
         scores[f"mel_distance/{kbps:g}kbps"] = sum(mel) / len(mel)
         scores[f"si_sdr/{kbps:g}kbps"] = sum(sdr) / len(sdr)
-    return scores
+    return scores, examples
 
 
 def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tensor],
@@ -251,9 +258,11 @@ def _train(config: TrainConfig, resume: bool) -> None:
                 # draws off the training RNG, which must stay the same on every rank and
                 # across a resume.
                 with torch.random.fork_rng(devices=[]):
-                    scores = validate(inference_model(c, model.state_dict(), ema), valid_files, c)
+                    scores, examples = validate(inference_model(c, model.state_dict(), ema), valid_files, c)
                 for name, value in scores.items():
                     writer.add_scalar(f"valid/{name}", value, step)
+                for name, audio in examples.items():
+                    writer.add_audio(f"audio/{name}", audio.clamp(-1, 1)[None], step, c.model.sample_rate)
                 progress.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
                 model.train()
 

@@ -1,0 +1,113 @@
+"""Streaming: chunks of any size give the whole-file codes exactly and the whole-file audio
+within float tolerance, on random weights and on the shipped model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import soundfile as sf
+import torch
+
+import codec
+from codec.model import CodecModel
+
+from .conftest import SAMPLES, tiny_config
+
+
+def chunk_sizes(kind: str, total: int, hop: int) -> list[int]:
+    """Sizes that add up to ``total``: fixed (1, 17, one hop, one second) or random."""
+    fixed = {"1": 1, "17": 17, "hop": hop, "second": 16000}
+    sizes = []
+    rng = random.Random(kind)
+    while sum(sizes) < total:
+        sizes.append(fixed[kind] if kind in fixed else rng.randint(1, 3 * hop))
+    sizes[-1] -= sum(sizes) - total
+    return sizes
+
+
+def stream_encode(model: CodecModel, wav: torch.Tensor, levels: int, sizes: list[int]) -> torch.Tensor:
+    encoder = model.streaming_encoder(levels=levels, channels=wav.shape[0])
+    parts, start = [], 0
+    for n in sizes:
+        parts.append(encoder.push(wav[:, start:start + n]))
+        start += n
+    parts.append(encoder.flush())
+    return torch.cat(parts, dim=-1)
+
+
+def stream_decode(model: CodecModel, codes: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    decoder = model.streaming_decoder(channels=codes.shape[0])
+    parts, start = [], 0
+    for n in sizes:
+        parts.append(decoder.push(codes[..., start:start + n]))
+        start += n
+    return torch.cat(parts, dim=-1)
+
+
+@pytest.mark.parametrize("kind", ["1", "17", "hop", "second", "random"])
+@pytest.mark.parametrize("strides", [(2, 4, 5, 8), (4, 8, 10)])
+def test_streamed_codes_equal_whole_file_codes(kind, strides):
+    model = CodecModel(tiny_config(strides=strides)).eval()
+    seconds = 0.3 if kind == "1" else 1.3           # one sample at a time is slow in Python
+    wav = torch.randn(2, int(seconds * 16000) + 7)   # two channels; not a whole number of frames
+    whole = model.encode(wav, 16000, levels=5)
+    streamed = stream_encode(model, wav, 5, chunk_sizes(kind, wav.shape[-1], model.hop))
+    assert streamed.shape == whole.shape == (2, 5, -(-wav.shape[-1] // model.hop))
+    assert torch.equal(streamed, whole)
+
+
+def test_the_frame_by_frame_encoder_computes_what_the_whole_file_encoder_does(tiny_model):
+    """The stream's state handling, checked against one convolution pass over the whole input."""
+    from codec.model.streaming import _stateful
+
+    wav = torch.randn(2, 1, 25 * tiny_model.hop)
+    stateful = _stateful(tiny_model.encoder.net)
+    with torch.no_grad():
+        frames = [stateful(wav[..., i:i + tiny_model.hop]) for i in range(0, wav.shape[-1], tiny_model.hop)]
+        torch.testing.assert_close(torch.cat(frames, -1), tiny_model.encoder(wav), rtol=1e-4, atol=1e-5)
+
+
+def test_codes_come_out_as_soon_as_a_frame_is_complete(tiny_model):
+    hop = tiny_model.hop
+    encoder = tiny_model.streaming_encoder(levels=3)
+    assert encoder.push(torch.randn(1, hop - 1)).shape == (1, 3, 0)
+    assert encoder.push(torch.randn(1, 1)).shape == (1, 3, 1)          # the frame is complete
+    assert encoder.push(torch.randn(1, 2 * hop + 5)).shape == (1, 3, 2)
+    assert encoder.flush().shape == (1, 3, 1)                          # the 5 samples, zero-padded
+    assert encoder.flush().shape == (1, 3, 0)
+
+
+@pytest.mark.parametrize("kind", ["1", "17", "random"])
+def test_streamed_audio_equals_whole_file_audio(kind):
+    model = CodecModel(tiny_config()).eval()
+    codes = torch.randint(0, 64, (2, 8, 60))
+    whole = model.decode(codes)
+    sizes = {"1": [1] * 60, "17": [17, 17, 17, 9], "random": chunk_sizes("random", 60, 7)}[kind]
+    streamed = stream_decode(model, codes, sizes)
+    assert streamed.shape == whole.shape == (2, 60 * model.hop)
+    torch.testing.assert_close(streamed, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_the_shipped_model_streams_exactly():
+    model = codec.load_model()
+    wav, rate = sf.read(SAMPLES / "librispeech_5456.flac", dtype="float32", frames=8000)
+    wav = torch.from_numpy(wav)[None]
+    assert rate == model.sample_rate
+    whole = model.encode(wav, rate, kbps=6)
+    streamed = stream_encode(model, wav, 12, chunk_sizes("random", wav.shape[-1], model.hop))
+    assert torch.equal(streamed, whole)
+    # Whole-file decoding runs the decoder once over all frames; streaming, a few at a time.
+    audio = stream_decode(model, streamed, chunk_sizes("random", streamed.shape[-1], 4))
+    torch.testing.assert_close(audio, model.decode(whole), rtol=1e-3, atol=1e-4)
+
+
+def test_streams_on_one_model_do_not_share_state(tiny_model):
+    a, b = torch.randn(1, 3200), torch.randn(1, 3200)
+    one, two = tiny_model.streaming_encoder(levels=4), tiny_model.streaming_encoder(levels=4)
+    interleaved_a, interleaved_b = [], []
+    for start in range(0, 3200, 320):
+        interleaved_a.append(one.push(a[:, start:start + 320]))
+        interleaved_b.append(two.push(b[:, start:start + 320]))
+    assert torch.equal(torch.cat(interleaved_a, -1), tiny_model.encode(a, 16000, levels=4))
+    assert torch.equal(torch.cat(interleaved_b, -1), tiny_model.encode(b, 16000, levels=4))
