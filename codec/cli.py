@@ -61,21 +61,20 @@ def describe(kbps: float, levels: int, seconds: float, size: int) -> str:
 @force_option
 def encode(input_path: str, output_path: str, kbps: float, model_path: str | None, force: bool) -> None:
     """Encode an audio file (WAV, FLAC, OGG; '-' for stdin) into a .rvq bitstream ('-' for stdout)."""
-    from .audio import check_audio, read_audio
-    from .coding import encode_to
+    from .audio import open_audio
+    from .coding import encode_stream
     from .fileio import atomic_output, refuse_same_file
     from .model import load_model
 
     refuse_same_file(input_path, output_path)
     model = load_model(model_path)
     levels = model.levels_for_kbps(kbps)           # a bad bitrate fails before any reading
-    wav, rate = read_audio(input_path)
-    check_audio(wav, input_path, reject_silence=True)
     counter = _CountingWriter()
-    with atomic_output(output_path, force=force) as f:
+    with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f:
         counter.inner = f
-        encode_to(counter, model, wav, rate, kbps)
-    seconds = wav.shape[1] / rate
+        header = encode_stream(counter, model, audio.blocks(), audio.rate, audio.channels, kbps,
+                               num_samples=audio.frames, reject_silence=True, name=audio.name)
+    seconds = header.num_samples / audio.rate
     click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size)}", err=True)
 
 
@@ -90,18 +89,22 @@ def encode(input_path: str, output_path: str, kbps: float, model_path: str | Non
 def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: int | None,
            model_path: str | None, force: bool) -> None:
     """Decode a .rvq bitstream ('-' for stdin) to audio (.wav, .flac, .ogg; '-' for WAV on stdout)."""
-    from .audio import format_for_path, write_audio
-    from .coding import decode_from
+    from .audio import AudioWriter, format_for_path
+    from .coding import DecodedStream
     from .fileio import atomic_output, open_input, refuse_same_file
 
     refuse_same_file(input_path, output_path)
     audio_format = format_for_path(output_path)
-    with open_input(input_path) as f:
-        data = io.BytesIO(f.read())
-    wav, rate, header = decode_from(data, model_path, kbps=kbps, sample_rate=sample_rate)
-    with atomic_output(output_path, force=force) as f:
-        write_audio(f, wav, rate, format=audio_format)
-    click.echo(f"{output_path}: {wav.shape[0]} channel(s), {rate} Hz, {wav.shape[1] / rate:.2f} s", err=True)
+    with open_input(input_path) as source:
+        stream = DecodedStream(source, model_path, kbps=kbps, sample_rate=sample_rate)
+        samples = 0
+        with atomic_output(output_path, force=force) as f:
+            writer = AudioWriter(f, stream.rate, stream.channels, format=audio_format)
+            for block in stream:
+                writer.write(block)
+                samples += block.shape[-1]
+            writer.close()
+    click.echo(f"{output_path}: {stream.channels} channel(s), {stream.rate} Hz, {samples / stream.rate:.2f} s", err=True)
 
 
 @main.command()

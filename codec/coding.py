@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import dataclasses
+import math
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .audio import resample
+from .audio import MAX_CHANNELS, StreamingResampler
 from .bitstream import BitstreamReader, BitstreamWriter, StreamHeader
-from .errors import BitstreamError, ModelError
+from .errors import AudioError, BitstreamError, ModelError
 from .model import CodecModel
 from .model.files import find_shipped_model, load_model
 
@@ -27,16 +29,47 @@ def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sa
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.dim() == 1:
         wav = wav[None]
+    return encode_stream(f, model, [wav], sample_rate, wav.shape[0], kbps, num_samples=wav.shape[1])
+
+
+def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | torch.Tensor],
+                  sample_rate: int, channels: int, kbps: float, num_samples: int | None = None,
+                  reject_silence: bool = False, name: str = "the audio") -> StreamHeader:
+    """Encode audio that arrives in ``blocks [channels, n]`` into ``f``, a packet at a time;
+    returns the header with the length that was read.
+
+    Memory stays constant whatever the length: each block is resampled, encoded and
+    written before the next is read. ``num_samples`` goes into the header when
+    known in advance (a file); a pipe's length is recorded by the end packet only.
+    The codes equal ``model.encode`` of the whole audio, however it is cut into blocks.
+    """
     levels = model.levels_for_kbps(kbps)
-    codes = model.encode(wav, sample_rate, levels=levels)
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{name} has {channels} channels; a .rvq stream holds at most {MAX_CHANNELS}")
     header = StreamHeader(
         fingerprint=stream_fingerprint(model), sample_rate=model.sample_rate, hop=model.hop,
-        codebook_bits=model.config.codebook_bits, levels=levels, channels=wav.shape[0],
-        original_sample_rate=sample_rate, num_samples=wav.shape[1])
+        codebook_bits=model.config.codebook_bits, levels=levels, channels=channels,
+        original_sample_rate=sample_rate, num_samples=num_samples)
     writer = BitstreamWriter(f, header)
-    writer.write(codes.numpy())
-    writer.close(wav.shape[1])
-    return header
+    resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
+    encoder = model.streaming_encoder(levels=levels, channels=channels)
+    audible = False
+    for block in blocks:
+        block = torch.as_tensor(block, dtype=torch.float32)
+        if not torch.isfinite(block).all():
+            raise AudioError(f"{name} contains NaN or infinite samples")
+        audible = audible or bool(block.any())
+        writer.write(encoder.push(resampler.push(block)).numpy())
+    if resampler.samples_in == 0:
+        raise AudioError(f"{name} contains no audio samples")
+    if reject_silence and not audible:
+        raise AudioError(f"{name} is silent (every sample is zero); nothing to encode")
+    if num_samples is not None and resampler.samples_in != num_samples:
+        raise AudioError(f"{name} is damaged: it declares {num_samples} samples but holds {resampler.samples_in}")
+    writer.write(encoder.push(resampler.flush()).numpy())
+    writer.write(encoder.flush().numpy())
+    writer.close(resampler.samples_in)
+    return dataclasses.replace(header, num_samples=resampler.samples_in)
 
 
 def model_for(header: StreamHeader, model: CodecModel | str | None) -> CodecModel:
@@ -65,23 +98,53 @@ def model_for(header: StreamHeader, model: CodecModel | str | None) -> CodecMode
 
 def decode_from(f: BinaryIO, model: CodecModel | str | None = None, kbps: float | None = None,
                 sample_rate: int | None = None) -> tuple[torch.Tensor, int, StreamHeader]:
-    """Decode a stream; returns ``(wav [channels, samples], rate, header)``.
+    """Decode a whole stream; returns ``(wav [channels, samples], rate, header)``."""
+    stream = DecodedStream(f, model, kbps, sample_rate)
+    blocks = list(stream)
+    return torch.cat(blocks, dim=-1), stream.rate, stream.header
+
+
+class DecodedStream:
+    """A stream's audio, decoded packet by packet: iterate for ``[channels, n]`` blocks.
 
     ``kbps`` decodes with the first levels only (at most the stream's);
     ``sample_rate`` overrides the original rate that the output is restored to.
+    The header is read and the model checked on construction, so ``rate``,
+    ``channels`` and ``header`` are known before the first block. Memory stays
+    constant: each packet is decoded, resampled and handed on before the next is
+    read, so a decoder can start while its encoder is still writing.
+
+    The exact length comes from the end packet (or the header): the last frame is
+    zero-padded audio, so the audio of one frame is held back until it is known.
     """
-    reader = BitstreamReader(f)
-    header = reader.header
-    model = model_for(header, model)
-    levels = header.levels
-    if kbps is not None:
-        levels = min(model.levels_for_kbps(kbps), header.levels)
-    reader = reader.with_levels(levels)
-    packets = list(reader)
-    codes = np.concatenate(packets, axis=2) if packets else np.zeros((header.channels, levels, 0), np.int64)
-    wav = model.decode(torch.from_numpy(codes))
-    rate = sample_rate or header.original_sample_rate
-    wav = resample(wav, model.sample_rate, rate)
-    length = round(reader.num_samples * rate / header.original_sample_rate)
-    wav = torch.nn.functional.pad(wav, (0, max(0, length - wav.shape[-1])))[:, :length]
-    return wav, rate, header
+
+    def __init__(self, f: BinaryIO, model: CodecModel | str | None = None, kbps: float | None = None,
+                 sample_rate: int | None = None) -> None:
+        self.reader = BitstreamReader(f)
+        self.header = h = self.reader.header
+        self.model = model_for(h, model)
+        levels = h.levels if kbps is None else min(self.model.levels_for_kbps(kbps), h.levels)
+        self.reader.with_levels(levels)
+        self.levels, self.channels = levels, h.channels
+        self.rate = sample_rate or h.original_sample_rate
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        h, model = self.header, self.model
+        decoder = model.streaming_decoder(self.channels)
+        resampler = StreamingResampler(model.sample_rate, self.rate, self.channels)
+        hold = math.ceil(h.hop * self.rate / model.sample_rate) + 2   # covers the padding of the last frame
+        held = torch.zeros(self.channels, 0)
+        emitted = 0
+        for codes in self.reader:
+            held = torch.cat([held, resampler.push(decoder.push(torch.from_numpy(codes)))], dim=-1)
+            if held.shape[-1] > hold:
+                out, held = held[:, :-hold], held[:, -hold:]
+                emitted += out.shape[-1]
+                yield out
+        held = torch.cat([held, resampler.flush()], dim=-1)
+        length = round(self.reader.num_samples * self.rate / h.original_sample_rate)
+        last = length - emitted
+        if last < 0:
+            raise BitstreamError(f"corrupt bitstream: it gives {self.reader.num_samples} samples, "
+                                 f"fewer than its frames hold")
+        yield torch.nn.functional.pad(held, (0, max(0, last - held.shape[-1])))[:, :last]

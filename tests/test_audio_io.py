@@ -263,7 +263,7 @@ def test_atomic_output_disk_full(tmp_path):
     with pytest.raises(CodecError) as info:
         with atomic_output(str(path)) as f:
             f.write = full
-            write_audio(f, tone(), RATE)
+            f.write(b"RIFF")
     assert str(info.value) == f"cannot write {path}: No space left on device"
     assert leftovers(tmp_path) == []
 

@@ -153,7 +153,7 @@ class CodecModel(nn.Module):
         Returns:
             int64 codes ``[channels, levels, frames]``; channels are coded independently.
         """
-        from ..audio import resample  # audio pulls in torchaudio; only needed here
+        from ..audio import StreamingResampler  # audio pulls in torchaudio; only needed here
 
         wav = torch.as_tensor(np.asarray(wav) if not torch.is_tensor(wav) else wav, dtype=torch.float32)
         if wav.dim() == 1:
@@ -162,11 +162,12 @@ class CodecModel(nn.Module):
             raise AudioError(f"expected audio shaped [samples] or [channels, samples], got {tuple(wav.shape)}")
         if not torch.isfinite(wav).all():
             raise AudioError("audio contains NaN or infinite samples")
-        # Frame by frame, as a stream would: the codes of a file are then the same
-        # however it is chunked (see streaming.py).
+        # As a stream would: the codes of a file are then the same however it is
+        # chunked (see streaming.py and audio.StreamingResampler).
         encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0])
-        wav = resample(wav, sample_rate, self.sample_rate)
-        return torch.cat([encoder.push(wav), encoder.flush()], dim=-1)
+        resampler = StreamingResampler(sample_rate, self.sample_rate, wav.shape[0])
+        return torch.cat([encoder.push(resampler.push(wav)), encoder.push(resampler.flush()), encoder.flush()],
+                         dim=-1)
 
     def streaming_encoder(self, kbps: float | None = None, levels: int | None = None,
                           channels: int = 1) -> StreamingEncoder:
