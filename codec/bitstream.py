@@ -33,6 +33,9 @@ MAGIC = b"RVQC"
 VERSION = 1
 UNKNOWN_LENGTH = 0xFFFF_FFFF_FFFF_FFFF  # num_samples sentinel: "see the end packet"
 HEADER_SIZE = 42
+# Rates above this are refused: a decoder restores the original rate, and a forged
+# header must not make it produce gigasamples per second of output.
+MAX_SAMPLE_RATE = 768_000
 _HEADER = struct.Struct("<4sBBBBBBHIIQ8sH")  # the 38 bytes the header CRC covers
 _COUNT = struct.Struct("<H")
 _CRC = struct.Struct("<I")
@@ -60,8 +63,8 @@ class StreamHeader:
             return "the model fingerprint is not 8 bytes"
         checks = [("codebook bits", self.codebook_bits, 1, 16), ("levels", self.levels, 1, 255),
                   ("channels", self.channels, 1, 255), ("hop", self.hop, 1, 0xFFFF),
-                  ("sample rate", self.sample_rate, 1, 0xFFFF_FFFF),
-                  ("original sample rate", self.original_sample_rate, 1, 0xFFFF_FFFF),
+                  ("sample rate", self.sample_rate, 1, MAX_SAMPLE_RATE),
+                  ("original sample rate", self.original_sample_rate, 1, MAX_SAMPLE_RATE),
                   ("frames per packet", self.frames_per_packet, 1, 0xFFFF)]
         for name, value, low, high in checks:
             if not isinstance(value, int) or not low <= value <= high:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .audio import MAX_CHANNELS, StreamingResampler
-from .bitstream import BitstreamReader, BitstreamWriter, StreamHeader
+from .bitstream import MAX_SAMPLE_RATE, BitstreamReader, BitstreamWriter, StreamHeader
 from .errors import AudioError, BitstreamError, ModelError
 from .model import CodecModel
 from .model.files import find_shipped_model, load_model
@@ -46,6 +46,8 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     levels = model.levels_for_kbps(kbps)
     if channels > MAX_CHANNELS:
         raise AudioError(f"{name} has {channels} channels; a .rvq stream holds at most {MAX_CHANNELS}")
+    if not 1 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{name} has a sample rate of {sample_rate} Hz; a .rvq stream holds 1 to {MAX_SAMPLE_RATE} Hz")
     header = StreamHeader(
         fingerprint=stream_fingerprint(model), sample_rate=model.sample_rate, hop=model.hop,
         codebook_bits=model.config.codebook_bits, levels=levels, channels=channels,
