@@ -110,7 +110,7 @@ def test_empty_stream_round_trips():
 
 
 def test_header_round_trip_and_fields():
-    h = header(codebook_bits=16, levels=255, channels=255, hop=65535, sample_rate=2**32 - 1,
+    h = header(codebook_bits=16, levels=255, channels=255, hop=65535, sample_rate=768_000,
                original_sample_rate=44100, num_samples=2**63, frames_per_packet=65535)
     data = h.to_bytes()
     assert len(data) == HEADER_SIZE == 42 and data[:4] == b"RVQC" and data[4] == 1
