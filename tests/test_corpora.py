@@ -19,6 +19,7 @@ from codec.train.data import list_audio
 from codec.train.prepare import main as prepare_main
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+SAMPLES = RECIPES.parent / "audio_samples"
 RECIPE_NAMES = ["librispeech", "libritts", "vctk", "commonvoice", "folder", "speech16k"]
 MP3 = "MP3" in sf.available_formats()
 
@@ -262,3 +263,27 @@ def test_run_script_end_to_end(tmp_path):
     assert train == (f"train recipes/librispeech/config.toml train_data={manifest} run_dir={run_dir} "
                      f"run_dir={run_dir} steps=10")
     assert export == f"export {run_dir}/checkpoint.safetensors {run_dir}/model.safetensors"
+
+
+def test_folder_recipe_really_trains_exports_and_codes(tmp_path):
+    """recipes/folder/run.sh on audio_samples/ with the real `codec`: a few steps of a tiny
+    model, the export, then encode and decode with the exported model."""
+    bin_dir = Path(sys.executable).parent          # the installed `codec` and `python`
+    if not (bin_dir / "codec").exists():
+        pytest.skip("the codec command is not installed beside this interpreter")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    run_dir = tmp_path / "run"
+    tiny = ["model.channels=4", "model.dilations=[1]", "model.latent_dim=16", "model.levels=8",
+            "model.codebook_bits=6", "steps=2", "batch_size=2", "segment_seconds=0.5", "threads=1",
+            "valid_fraction=0", "num_workers=0"]
+    done = subprocess.run([str(RECIPES / "folder" / "run.sh"), str(SAMPLES), f"run_dir={run_dir}", *tiny],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model_file = run_dir / "model.safetensors"
+    assert len((run_dir / "manifest.tsv").read_text().splitlines()) == 1 + 3    # header + 3 clips
+    clip = SAMPLES / "speechocean_0094.flac"
+    for command in (["encode", clip, tmp_path / "x.rvq", "--kbps", "2.4", "--model", model_file],
+                    ["decode", tmp_path / "x.rvq", tmp_path / "x.wav", "--model", model_file]):
+        result = subprocess.run(["codec", *map(str, command)], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert sf.info(tmp_path / "x.wav").frames == sf.info(clip).frames
