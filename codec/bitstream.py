@@ -202,11 +202,16 @@ class BitstreamWriter:
 class BitstreamReader:
     """Reads and verifies a stream; iterate for each packet's codes ``[channels, k, n]``."""
 
-    def __init__(self, f: BinaryIO, levels: int | None = None):
+    def __init__(self, f: BinaryIO, levels: int | None = None, conceal: bool = False):
         self.f = f
         self.header = StreamHeader.from_bytes(_read(f, HEADER_SIZE))
         self.num_samples: int | None = self.header.num_samples
         self._keep = self._check_levels(levels)
+        # With ``conceal``, a packet that fails its CRC is yielded as codes of -1 (to be
+        # filled in by the decoder) instead of stopping the stream; ``damaged`` lists
+        # (packet index, start time in seconds, frames) of each.
+        self.conceal = conceal
+        self.damaged: list[tuple[int, float, int]] = []
 
     def _check_levels(self, levels: int | None) -> int:
         if levels is None:
@@ -233,21 +238,28 @@ class BitstreamReader:
             n = _COUNT.unpack(count)[0]
             if n == 0:
                 break
-            if n > h.frames_per_packet:
-                raise BitstreamError(f"corrupt bitstream: {where} declares {n} frames, "
-                                     f"more than the {h.frames_per_packet} per packet of its header")
             if frames % h.frames_per_packet:  # the previous packet was short, so it had to be the last
                 raise BitstreamError(f"corrupt bitstream: {where} follows a short packet")
+            damaged_count = n > h.frames_per_packet
+            if damaged_count and not self.conceal:
+                raise BitstreamError(f"corrupt bitstream: {where} declares {n} frames, "
+                                     f"more than the {h.frames_per_packet} per packet of its header")
+            if damaged_count:        # every packet but the last is full: assume this one was
+                n = h.frames_per_packet
             size = (n * h.bits_per_frame + 7) // 8  # bounded by verified header fields
             payload = _read(self.f, size)
             crc = _read(self.f, 4)
             if len(payload) < size or len(crc) < 4:
                 raise BitstreamError(f"truncated bitstream: ends inside {where}")
-            if zlib.crc32(payload, zlib.crc32(count)) != _CRC.unpack(crc)[0]:
-                raise BitstreamError(f"corrupt bitstream: {where} fails its CRC check")
-            codes = unpack_codes(payload, n * h.channels * h.levels, h.codebook_bits)
-            codes = codes.reshape(n, h.channels, h.levels).transpose(1, 2, 0)
-            yield np.ascontiguousarray(codes[:, :self._keep])
+            if damaged_count or zlib.crc32(payload, zlib.crc32(count)) != _CRC.unpack(crc)[0]:
+                if not self.conceal:
+                    raise BitstreamError(f"corrupt bitstream: {where} fails its CRC check")
+                self.damaged.append((index, h.packet_time(index), n))
+                yield np.full((h.channels, self._keep, n), -1, np.int64)
+            else:
+                codes = unpack_codes(payload, n * h.channels * h.levels, h.codebook_bits)
+                codes = codes.reshape(n, h.channels, h.levels).transpose(1, 2, 0)
+                yield np.ascontiguousarray(codes[:, :self._keep])
             index, frames = index + 1, frames + n
         self.num_samples = self._end(count, index, frames)
 

@@ -84,10 +84,12 @@ def encode(input_path: str, output_path: str, kbps: float, model_path: str | Non
 @click.option("--kbps", type=float, default=None, help="Decode with the first levels only (scalable decoding).")
 @click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None,
               help="Output sample rate (default: the original's).")
+@click.option("--conceal", is_flag=True,
+              help="Replace packets that fail their CRC with silence instead of stopping.")
 @model_option
 @force_option
 def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: int | None,
-           model_path: str | None, force: bool) -> None:
+           conceal: bool, model_path: str | None, force: bool) -> None:
     """Decode a .rvq bitstream ('-' for stdin) to audio (.wav, .flac, .ogg; '-' for WAV on stdout)."""
     from .audio import AudioWriter, format_for_path
     from .coding import DecodedStream
@@ -96,7 +98,7 @@ def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: i
     refuse_same_file(input_path, output_path)
     audio_format = format_for_path(output_path)
     with open_input(input_path) as source:
-        stream = DecodedStream(source, model_path, kbps=kbps, sample_rate=sample_rate)
+        stream = DecodedStream(source, model_path, kbps=kbps, sample_rate=sample_rate, conceal=conceal)
         samples = 0
         with atomic_output(output_path, force=force) as f:
             writer = AudioWriter(f, stream.rate, stream.channels, format=audio_format)
@@ -105,6 +107,11 @@ def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: i
                 samples += block.shape[-1]
             writer.close()
     click.echo(f"{output_path}: {stream.channels} channel(s), {stream.rate} Hz, {samples / stream.rate:.2f} s", err=True)
+    if stream.concealed:
+        where = ", ".join(f"{i} (at {t:.2f} s)" for i, t, _ in stream.concealed)
+        seconds = sum(s for _, _, s in stream.concealed)
+        click.echo(f"{output_path}: concealed {seconds:.2f} s of damaged audio with silence: "
+                   f"{len(stream.concealed)} packet(s), {where}", err=True)
 
 
 @main.command()

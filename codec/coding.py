@@ -118,17 +118,24 @@ class DecodedStream:
 
     The exact length comes from the end packet (or the header): the last frame is
     zero-padded audio, so the audio of one frame is held back until it is known.
+
+    With ``conceal``, packets that fail their CRC become silence instead of stopping
+    the decoding; ``concealed`` then lists (packet, start time in s, seconds) of each.
     """
 
     def __init__(self, f: BinaryIO, model: CodecModel | str | None = None, kbps: float | None = None,
-                 sample_rate: int | None = None) -> None:
-        self.reader = BitstreamReader(f)
+                 sample_rate: int | None = None, conceal: bool = False) -> None:
+        self.reader = BitstreamReader(f, conceal=conceal)
         self.header = h = self.reader.header
         self.model = model_for(h, model)
         levels = h.levels if kbps is None else min(self.model.levels_for_kbps(kbps), h.levels)
         self.reader.with_levels(levels)
         self.levels, self.channels = levels, h.channels
         self.rate = sample_rate or h.original_sample_rate
+
+    @property
+    def concealed(self) -> list[tuple[int, float, float]]:
+        return [(i, t, n * self.header.hop / self.header.sample_rate) for i, t, n in self.reader.damaged]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         h, model = self.header, self.model
@@ -138,7 +145,14 @@ class DecodedStream:
         held = torch.zeros(self.channels, 0)
         emitted = 0
         for codes in self.reader:
-            held = torch.cat([held, resampler.push(decoder.push(torch.from_numpy(codes)))], dim=-1)
+            if codes.size and codes[0, 0, 0] < 0:
+                # A damaged packet (conceal mode): silence for its frames, and the decoder
+                # starts afresh after it, as at the start of a stream.
+                audio = torch.zeros(self.channels, codes.shape[-1] * h.hop)
+                decoder = model.streaming_decoder(self.channels)
+            else:
+                audio = decoder.push(torch.from_numpy(codes))
+            held = torch.cat([held, resampler.push(audio)], dim=-1)
             if held.shape[-1] > hold:
                 out, held = held[:, :-hold], held[:, -hold:]
                 emitted += out.shape[-1]

@@ -229,3 +229,51 @@ def test_pipes_and_no_traceback(tmp_path, wav_file, tiny_model_file):
     assert broken.returncode != 0
     assert b"Traceback" not in broken.stderr and b"truncated" in broken.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+# -- damaged packets: an error that locates them, or --conceal ---------------------------
+
+
+def three_second_stream(tmp_path, tiny_model_file) -> tuple[Path, bytes]:
+    src = tmp_path / "three.wav"
+    sf.write(src, speech_like(3.0).T, 16000, subtype="PCM_16")
+    rvq = tmp_path / "three.rvq"
+    assert run("encode", src, rvq, "--kbps", "1.8", "--model", tiny_model_file).exit_code == 0
+    return rvq, rvq.read_bytes()
+
+
+def damage_packet(data: bytes, index: int, bits_per_frame: int, frames_per_packet: int = 50) -> bytes:
+    """Flip a payload byte of packet ``index`` (all packets before it are full)."""
+    packet = 2 + (frames_per_packet * bits_per_frame + 7) // 8 + 4
+    return corrupt(data, HEADER_SIZE + index * packet + 2 + 10)
+
+
+def test_a_damaged_packet_is_named_with_its_time(tmp_path, tiny_model_file):
+    rvq, data = three_second_stream(tmp_path, tiny_model_file)
+    rvq.write_bytes(damage_packet(data, 1, bits_per_frame=6 * 6))   # 1.8 kbps: 6 levels of 6 bits
+    one_line_error(run("decode", rvq, tmp_path / "out.wav", "--model", tiny_model_file),
+                   "packet 1 (at 1.00 s)", "CRC")
+    assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("damage", ["payload", "count"])
+def test_conceal_fills_damaged_packets_with_silence(tmp_path, tiny_model_file, damage):
+    rvq, data = three_second_stream(tmp_path, tiny_model_file)
+    clean = tmp_path / "clean.wav"
+    assert run("decode", rvq, clean, "--model", tiny_model_file).exit_code == 0
+    if damage == "payload":
+        bad = damage_packet(data, 1, bits_per_frame=6 * 6)   # 1.8 kbps: 6 levels of 6 bits
+    else:                                  # a count no packet can have (> 50 frames)
+        packet = 2 + (50 * 6 * 6 + 7) // 8 + 4
+        bad = data[:HEADER_SIZE + packet] + b"\xff\xff" + data[HEADER_SIZE + packet + 2:]
+    rvq.write_bytes(bad)
+    out = tmp_path / "out.wav"
+    result = run("decode", rvq, out, "--model", tiny_model_file, "--conceal")
+    assert result.exit_code == 0, result.stderr
+    assert "concealed 1.00 s" in result.stderr and "1 (at 1.00 s)" in result.stderr
+    got, _ = sf.read(out, dtype="float32")
+    want, _ = sf.read(clean, dtype="float32")
+    assert got.shape == want.shape == (3 * 16000,)
+    np.testing.assert_array_equal(got[:16000], want[:16000])          # before the damage: as clean
+    assert not got[16000:32000].any()                                  # the damaged second: silence
+    assert np.abs(got[32000:]).max() > 0.01                            # after it: decoded again
