@@ -202,15 +202,22 @@ class AudioWriter:
         try:
             self.sound.write(wav.T)
         except (sf.SoundFileError, RuntimeError) as e:
-            raise AudioError(f"cannot write audio: {_soundfile_reason(e)}") from None
+            raise _write_error(e) from None
 
     def close(self) -> None:
         try:
             self.sound.close()
         except (sf.SoundFileError, RuntimeError) as e:
-            raise AudioError(f"cannot write audio: {_soundfile_reason(e)}") from None
+            raise _write_error(e) from None
         if self.buffer is not None:
             self.f.write(self.buffer.getvalue())
+
+
+def _write_error(e: Exception) -> AudioError:
+    reason = _soundfile_reason(e)
+    if reason == "system error":    # libsndfile does not pass the OS's reason on
+        reason += " (a full disk, a file size limit or a failing device)"
+    return AudioError(f"cannot write audio: {reason}")
 
 
 def _file_descriptor(f: BinaryIO) -> int | None:
