@@ -144,17 +144,21 @@ def long_wav(tmp_path) -> Path:
     return path
 
 
+def command_args(command: str, wav: Path, out_dir: Path, model_file: Path) -> list:
+    """Arguments of `codec encode` of ``wav``, or of `codec decode` of its stream, into ``out_dir``."""
+    if command == "encode":
+        return ["encode", wav, out_dir / "long.rvq", "--kbps", "2.4", "--model", model_file]
+    rvq = wav.with_suffix(".rvq")
+    assert run("encode", wav, rvq, "--kbps", "2.4", "--model", model_file).exit_code == 0
+    return ["decode", rvq, out_dir / "long.wav", "--model", model_file]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("command", ["encode", "decode"])
 def test_a_signal_mid_way_leaves_no_output(tmp_path, tiny_model_file, long_wav, signum, command):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    if command == "encode":
-        args = ["encode", long_wav, out_dir / "long.rvq", "--kbps", "2.4", "--model", tiny_model_file]
-    else:
-        rvq = tmp_path / "long.rvq"
-        assert run("encode", long_wav, rvq, "--kbps", "2.4", "--model", tiny_model_file).exit_code == 0
-        args = ["decode", rvq, out_dir / "long.wav", "--model", tiny_model_file]
+    args = command_args(command, long_wav, out_dir, tiny_model_file)
     proc = codec_process(*args)
     try:
         wait_for_part_file(out_dir, proc)
@@ -179,12 +183,7 @@ def limit_file_size() -> None:
 def test_a_write_error_gives_one_line_and_no_output(tmp_path, tiny_model_file, long_wav, command):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    if command == "encode":
-        args = ["encode", long_wav, out_dir / "long.rvq", "--kbps", "2.4", "--model", tiny_model_file]
-    else:
-        rvq = tmp_path / "long.rvq"
-        assert run("encode", long_wav, rvq, "--kbps", "2.4", "--model", tiny_model_file).exit_code == 0
-        args = ["decode", rvq, out_dir / "long.wav", "--model", tiny_model_file]
+    args = command_args(command, long_wav, out_dir, tiny_model_file)
     proc = codec_process(*args, preexec_fn=limit_file_size)
     _, err = proc.communicate(timeout=300)
     lines = err.decode().strip().splitlines()
