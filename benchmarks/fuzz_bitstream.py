@@ -3,8 +3,8 @@
     python benchmarks/fuzz_bitstream.py [--cases 10000] [--seed 0] [--timeout 5]
 
 Each case takes a valid stream (a small model, random audio of random length,
-channels and bitrate), damages it one way, and decodes it as `codec decode` does
-(``codec.decompress``) and walks it as `codec info` does. Allowed outcomes:
+channels and bitrate), damages it one way, walks it as `codec info` does, and
+decodes it as `codec decode` does, with and without ``--conceal``. Allowed outcomes:
 a correct decode, or the project's own error (CodecError) with a message. Anything
 else is a finding: another exception, a case slower than ``--timeout`` seconds,
 or decoded audio whose size is not bounded by the input's size.
@@ -41,7 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
-from codec.bitstream import _HEADER, HEADER_SIZE, BitstreamReader  # noqa: E402
+from codec.bitstream import HEADER_SIZE, BitstreamReader  # noqa: E402
+from codec.coding import DecodedStream  # noqa: E402
 from codec.model import CodecConfig, CodecModel, load_model, save_model  # noqa: E402
 
 MUTATIONS = ("flip", "truncate", "extend", "splice", "header", "count", "length")
@@ -130,13 +131,23 @@ def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     raise ValueError(kind)
 
 
-def run_case(data: bytes, model) -> str:
-    """'ok' or 'error' (a CodecError); raises anything else."""
+def run_case(data: bytes, model) -> tuple[str, str]:
+    """('ok' or 'error', the same with concealment): how a plain decode and one with
+    `--conceal` ended; 'error' is a CodecError. Raises anything else."""
+    concealed = _decode(data, model, conceal=True)
+    plain = _decode(data, model, conceal=False)
+    if plain != "error" and concealed == "error":
+        raise AssertionError("concealment failed on a stream that decodes without it")
+    return plain, concealed
+
+
+def _decode(data: bytes, model, conceal: bool) -> str:
     try:
-        reader = BitstreamReader(io.BytesIO(data))
+        reader = BitstreamReader(io.BytesIO(data), conceal=conceal)     # as `codec info` walks it
         for _ in reader:
             pass
-        wav, rate = codec.decompress(data, model=model)
+        stream = DecodedStream(io.BytesIO(data), model, conceal=conceal)
+        wav, rate = torch.cat(list(stream), dim=-1), stream.rate
     except codec.CodecError as e:
         if not str(e) or "\n" in str(e):
             raise AssertionError(f"error message is not one line: {str(e)!r}") from None
@@ -170,7 +181,8 @@ def fuzz(cases: int, seed: int = 0, timeout: float = 5.0, model_path: Path | Non
         data = mutate(rng.choice(sources), kind, rng)
         start = time.perf_counter()
         try:
-            outcome = run_case(data, model)
+            outcome, concealed = run_case(data, model)
+            counts[kind, f"conceal-{concealed}"] += 1
         except Exception as e:  # noqa: BLE001 - every other exception is a finding
             outcome = "finding"
             where = traceback.extract_tb(e.__traceback__)[-1]
@@ -196,9 +208,10 @@ def main() -> None:
     start = time.perf_counter()
     counts, findings = fuzz(args.cases, args.seed, args.timeout, progress=True)
     print(f"{args.cases} cases in {time.perf_counter() - start:.0f} s (seed {args.seed})")
-    print(f"{'mutation':>10} {'decoded':>8} {'error':>8} {'finding':>8}")
+    print(f"{'mutation':>10} {'decoded':>8} {'error':>8} {'finding':>8}   with --conceal: {'decoded':>8} {'error':>8}")
     for kind in MUTATIONS:
-        print(f"{kind:>10} {counts[kind, 'ok']:>8} {counts[kind, 'error']:>8} {counts[kind, 'finding']:>8}")
+        print(f"{kind:>10} {counts[kind, 'ok']:>8} {counts[kind, 'error']:>8} {counts[kind, 'finding']:>8}"
+              f"   {'':>15} {counts[kind, 'conceal-ok']:>8} {counts[kind, 'conceal-error']:>8}")
     for line in findings:
         print(line)
     print(f"{len(findings)} findings")
