@@ -19,13 +19,12 @@ The decoder's output only has to agree within float tolerance, so it runs on
 whatever frames it is given.
 
 Shapes: audio chunks ``[channels, samples]``; codes ``[channels, levels, frames]``.
-Each stream works on a private copy of the encoder or decoder, so any number
-of streams can share one model.
+A stream's state lives in its own wrappers around the model's layers, never in
+the layers, so any number of streams can share one model (and its weights).
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import torch
@@ -123,7 +122,7 @@ class StreamingEncoder:
         self.levels = levels
         self.channels = channels
         self.hop = model.hop
-        self.encoder = _stateful(copy.deepcopy(model.encoder).net)
+        self.encoder = _stateful(model.encoder.net)
         self.pending = torch.zeros(channels, 0)
         self.samples_in = 0
 
@@ -166,7 +165,7 @@ class StreamingDecoder:
     def __init__(self, model: nn.Module, channels: int = 1) -> None:
         self.model = model
         self.channels = channels
-        self.decoder = _stateful(copy.deepcopy(model.decoder).net)
+        self.decoder = _stateful(model.decoder.net)
 
     @torch.no_grad()
     def push(self, codes: torch.Tensor) -> torch.Tensor:
