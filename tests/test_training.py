@@ -391,3 +391,30 @@ def test_validation_and_tensorboard_logs(tmp_path, config_file):
     clip, reference = events.Audio("audio/2.4kbps")[-1], events.Audio("audio/reference")[-1]
     assert clip.step == 2 and clip.sample_rate == 16000
     assert clip.length_frames == reference.length_frames == sf.info(CLIP).frames   # under 4 s: all of it
+
+
+# -- starting from an exported model ------------------------------------------------------
+
+
+def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_path, config_file, tiny_model_file):
+    from codec.errors import ModelError
+    from codec.train.export import training_model
+
+    c = TrainConfig.load(config_file)
+    start = load_model(tiny_model_file)
+    model = training_model(c, start)
+    again = inference_model(c, model.state_dict())             # weight norm folded back out
+    for name, value in inference_tensors(start).items():
+        torch.testing.assert_close(again.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert all(bool(vq.initialized) and not vq.dead_codes().any() for vq in model.quantizer.levels)
+    wider = TrainConfig.load(config_file, ["model.channels=8"])
+    with pytest.raises(ModelError, match="channels 8 \\(config\\) vs 4 \\(model\\)"):
+        training_model(wider, start)
+
+    # and through the trainer: one step from the exported weights
+    run_training(config_file, tmp_path / "run", "steps=1", f"init_from={tiny_model_file}")
+    step1 = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert step1["config"]["init_from"] == str(tiny_model_file)
+    after = inference_model(c, step1["model"], step1["ema"]).state_dict()
+    for name, value in inference_tensors(start).items():         # one tiny warm-up step moves little
+        torch.testing.assert_close(after[name], value, rtol=0.05, atol=0.05, msg=name)

@@ -121,6 +121,16 @@ class VectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
+    def adopt(self, embed: torch.Tensor) -> None:
+        """Take a trained codebook ``[codebook_size, dim]`` (from an exported model, which keeps
+        no training statistics) and go on learning from it: every code starts with the same
+        EMA cluster size, so none counts as dead until the data says so."""
+        self.embed.copy_(embed)
+        self.cluster_size.fill_(1.0)
+        self.embed_sum.copy_(self.embed)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
     def replace_dead_codes(self, x: torch.Tensor) -> None:
         """Move rarely used codes onto random vectors of ``x [N, D]``.
 

@@ -26,6 +26,10 @@ class TrainConfig:
     target_dbfs: float = -20.0            # loudness normalisation of each crop
     silence_dbfs: float = -50.0           # crops quieter than this are skipped
 
+    # start from the weights and codebooks of an exported model file of the same
+    # architecture (fine-tuning, or going on from a shipped model); "" = random weights
+    init_from: str = ""
+
     # optimisation
     steps: int = 100_000
     lr: float = 1e-3

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..errors import ModelError
 from ..model import CodecModel, save_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
@@ -23,11 +24,21 @@ def conv_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
 
 
-def training_model(config: TrainConfig) -> CodecModel:
-    """A fresh model with weight-normalised convolutions."""
+def training_model(config: TrainConfig, start: CodecModel | None = None) -> CodecModel:
+    """A model with weight-normalised convolutions: fresh, or starting from the weights and
+    codebooks of ``start``, an inference model of the same architecture (``init_from``)."""
     model = CodecModel(config.model)
+    if start is not None:
+        mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
+                    if k != "name" and getattr(start.config, k) != v}
+        if mismatch:
+            raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
+                             + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
+        model.load_state_dict(start.state_dict(), strict=False)   # its codebooks lack training statistics
+        for vq, trained in zip(model.quantizer.levels, start.quantizer.levels):
+            vq.adopt(trained.embed)
     for conv in conv_layers(model):
-        weight_norm(conv)
+        weight_norm(conv)       # g and v are computed from the weights it starts with
     return model
 
 

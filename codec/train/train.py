@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ..metrics import mel_distance, si_sdr
+from ..model import load_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import CropDataset, StepBatchSampler, list_audio, load_mono, split_files
@@ -157,7 +158,8 @@ def _train(config: TrainConfig, resume: bool) -> None:
     # Every rank draws the same numbers (and DDP copies rank 0's weights and
     # buffers to the others when it wraps the model).
     torch.manual_seed(c.seed)
-    model = training_model(c).to(device)
+    start = load_model(c.init_from) if c.init_from and not (resume and checkpoint_path.exists()) else None
+    model = training_model(c, start).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     step = 0
