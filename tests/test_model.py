@@ -136,3 +136,19 @@ def test_usage_statistics_report_collapse():
     vq.cluster_size[0] = 100.0
     perplexity, dead = vq.usage()
     assert perplexity == pytest.approx(1.0, abs=1e-3) and dead == 7
+
+
+def test_snake_backward_matches_autograd_through_its_formula():
+    """Snake's hand-written backward (it saves memory) against autograd of the plain formula."""
+    from codec.model.seanet import Snake, _SnakeFunction, snake
+
+    act = Snake(6).double()
+    with torch.no_grad():
+        act.alpha.copy_(torch.rand(1, 6, 1, dtype=torch.float64) * 2 + 0.1)
+    x = torch.randn(2, 6, 40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_SnakeFunction.apply, (x, act.alpha))
+    assert torch.equal(act(x), snake(x, act.alpha))                       # the same forward
+    ours = torch.autograd.grad(act(x).square().sum(), (x, act.alpha))
+    plain = torch.autograd.grad(snake(x, act.alpha).square().sum(), (x, act.alpha))
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b)
