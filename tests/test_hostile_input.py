@@ -119,11 +119,17 @@ def test_a_wav_that_claims_more_samples_than_it_holds(tmp_path, tiny_model_file)
 # -- interruptions and write errors -------------------------------------------------------
 
 
-def codec_process(*args, **kwargs) -> subprocess.Popen:
+def codec_process(*args, setup=None) -> subprocess.Popen:
+    """`codec ARGS` in a child process with SIGINT at its default, as in a terminal (a test
+    runner started in the background inherits SIGINT ignored, and Python keeps it so)."""
+    def child_setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if setup is not None:
+            setup()
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.Popen([sys.executable, "-m", "codec", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "codec", *map(str, args)], env=env, preexec_fn=child_setup,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_part_file(directory: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -184,7 +190,7 @@ def test_a_write_error_gives_one_line_and_no_output(tmp_path, tiny_model_file, l
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     args = command_args(command, long_wav, out_dir, tiny_model_file)
-    proc = codec_process(*args, preexec_fn=limit_file_size)
+    proc = codec_process(*args, setup=limit_file_size)
     _, err = proc.communicate(timeout=300)
     lines = err.decode().strip().splitlines()
     assert proc.returncode != 0
