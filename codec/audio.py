@@ -23,6 +23,7 @@ import torchaudio
 from torch.nn import functional as F
 
 from .errors import AudioError
+from .rates import resampling_ratio
 from .fileio import STDIO, open_input
 
 # Output extension -> soundfile format, and the subtype each format gets by default.
@@ -63,7 +64,8 @@ class AudioReader:
     def __init__(self, sound: sf.SoundFile, name: str) -> None:
         self.sound, self.name = sound, name
         self.rate, self.channels = sound.samplerate, sound.channels
-        self.frames: int | None = sound.frames if sound.seekable() else None
+        # libsndfile reports a FLAC stream of unknown length as 2**63 - 1 frames.
+        self.frames: int | None = sound.frames if sound.seekable() and sound.frames < 2 ** 62 else None
         if self.rate <= 0:
             raise AudioError(f"{name} has an invalid sample rate ({self.rate} Hz)")
 
@@ -212,6 +214,21 @@ class AudioWriter:
         if self.buffer is not None:
             self.f.write(self.buffer.getvalue())
 
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        """Close on success; on failure, release libsndfile's hold on the descriptor now,
+        before the file is closed: a handle left for the garbage collector would patch its
+        header into whatever file reuses the descriptor number."""
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.sound.close()
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+
 
 def _write_error(e: Exception) -> AudioError:
     reason = _soundfile_reason(e)
@@ -238,25 +255,14 @@ def write_audio(f: BinaryIO, wav: np.ndarray | torch.Tensor, sample_rate: int, f
     wav = wav[None] if wav.ndim == 1 else wav
     if wav.ndim != 2:
         raise ValueError(f"write_audio expects [channels, samples], got shape {tuple(wav.shape)}")
-    writer = AudioWriter(f, sample_rate, wav.shape[0], format, subtype)
-    writer.write(wav)
-    writer.close()
-
-
-# Above this many kernel taps (new rate x old rate, after reducing the ratio) an
-# exact resampling kernel costs gigabytes: 22051 -> 16000 Hz would need ~350M.
-_MAX_KERNEL_COST = 1 << 22
+    with AudioWriter(f, sample_rate, wav.shape[0], format, subtype) as writer:
+        writer.write(wav)
 
 
 def _resampling_ratio(from_rate: int, to_rate: int) -> Fraction:
-    """``to_rate / from_rate``, or the nearest ratio with a kernel of affordable size."""
     if from_rate <= 0 or to_rate <= 0:
         raise AudioError(f"cannot resample from {from_rate} Hz to {to_rate} Hz")
-    ratio = Fraction(int(to_rate), int(from_rate))
-    if ratio.numerator * ratio.denominator > _MAX_KERNEL_COST:
-        # cost ~ ratio * denominator^2, so bound the denominator accordingly.
-        ratio = ratio.limit_denominator(max(1, math.isqrt(int(_MAX_KERNEL_COST / float(ratio)))))
-    return ratio
+    return resampling_ratio(from_rate, to_rate)
 
 
 class StreamingResampler:

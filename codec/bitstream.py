@@ -28,6 +28,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from .errors import BitstreamError
+from .rates import resampled_length
 
 MAGIC = b"RVQC"
 VERSION = 1
@@ -229,6 +230,10 @@ class BitstreamReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         h = self.header
         index, frames = 0, 0
+        # With the length in the header, every packet's frame count is known in advance, so
+        # concealment can step over a packet whose count field itself is damaged.
+        total = (None if h.num_samples is None
+                 else -(-resampled_length(h.num_samples, h.original_sample_rate, h.sample_rate) // h.hop))
         while True:
             where = f"packet {index} (at {h.packet_time(index):.2f} s)"
             count = _read(self.f, 2)
@@ -236,6 +241,9 @@ class BitstreamReader:
                 raise BitstreamError(f"truncated bitstream: ends {'inside' if count else 'before'} "
                                      f"{where} without an end packet")
             n = _COUNT.unpack(count)[0]
+            expected = None if total is None else min(h.frames_per_packet, total - frames)
+            if self.conceal and expected is not None and expected > 0 and n != expected:
+                n = h.frames_per_packet + 1          # a damaged count: handled below
             if n == 0:
                 break
             if frames % h.frames_per_packet:  # the previous packet was short, so it had to be the last
@@ -244,8 +252,8 @@ class BitstreamReader:
             if damaged_count and not self.conceal:
                 raise BitstreamError(f"corrupt bitstream: {where} declares {n} frames, "
                                      f"more than the {h.frames_per_packet} per packet of its header")
-            if damaged_count:        # every packet but the last is full: assume this one was
-                n = h.frames_per_packet
+            if damaged_count:        # the count the length implies, or (unknown length) a full packet
+                n = h.frames_per_packet if expected is None or expected <= 0 else expected
             size = (n * h.bits_per_frame + 7) // 8  # bounded by verified header fields
             payload = _read(self.f, size)
             crc = _read(self.f, 4)
@@ -280,7 +288,7 @@ class BitstreamReader:
                                  f"but the header gives {h.num_samples}")
         # The frames cover the audio (rounded up to a frame), so a longer claim is a lie that
         # would make a decoder pad with an unbounded amount of silence.
-        if n * h.sample_rate > (frames + 1) * h.hop * h.original_sample_rate:
+        if resampled_length(n, h.original_sample_rate, h.sample_rate) > (frames + 1) * h.hop:
             raise BitstreamError(f"corrupt bitstream: {where} gives {n} samples, more than "
                                  f"its {frames} frames can hold")
         if self.f.read(1):

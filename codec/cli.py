@@ -100,12 +100,11 @@ def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: i
     with open_input(input_path) as source:
         stream = DecodedStream(source, model_path, kbps=kbps, sample_rate=sample_rate, conceal=conceal)
         samples = 0
-        with atomic_output(output_path, force=force) as f:
-            writer = AudioWriter(f, stream.rate, stream.channels, format=audio_format)
+        with atomic_output(output_path, force=force) as f, \
+                AudioWriter(f, stream.rate, stream.channels, format=audio_format) as writer:
             for block in stream:
                 writer.write(block)
                 samples += block.shape[-1]
-            writer.close()
     click.echo(f"{output_path}: {stream.channels} channel(s), {stream.rate} Hz, {samples / stream.rate:.2f} s", err=True)
     if stream.concealed:
         where = ", ".join(f"{i} (at {t:.2f} s)" for i, t, _ in stream.concealed)

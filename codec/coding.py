@@ -144,6 +144,9 @@ class DecodedStream:
         hold = math.ceil(h.hop * self.rate / model.sample_rate) + 2   # covers the padding of the last frame
         held = torch.zeros(self.channels, 0)
         emitted = 0
+        # With the length in the header, nothing past it is ever emitted (with a rounded
+        # resampling ratio the audio may run a little long); otherwise the end packet says.
+        known = None if h.num_samples is None else round(h.num_samples * self.rate / h.original_sample_rate)
         for codes in self.reader:
             if codes.size and codes[0, 0, 0] < 0:
                 # A damaged packet (conceal mode): silence for its frames, and the decoder
@@ -155,12 +158,11 @@ class DecodedStream:
             held = torch.cat([held, resampler.push(audio)], dim=-1)
             if held.shape[-1] > hold:
                 out, held = held[:, :-hold], held[:, -hold:]
+                if known is not None:
+                    out = out[:, : max(0, known - emitted)]
                 emitted += out.shape[-1]
                 yield out
         held = torch.cat([held, resampler.flush()], dim=-1)
         length = round(self.reader.num_samples * self.rate / h.original_sample_rate)
-        last = length - emitted
-        if last < 0:
-            raise BitstreamError(f"corrupt bitstream: it gives {self.reader.num_samples} samples, "
-                                 f"fewer than its frames hold")
+        last = max(0, length - emitted)
         yield torch.nn.functional.pad(held, (0, max(0, last - held.shape[-1])))[:, :last]

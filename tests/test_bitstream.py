@@ -306,3 +306,15 @@ def test_container_overhead(seconds, levels, limit):
     assert kbps >= h.nominal_kbps
     if limit is not None:
         assert len(data) == 7616 and kbps <= limit
+
+
+def test_odd_rates_use_the_encoders_rounded_ratio_for_the_length_check():
+    """15997 Hz -> 16000 Hz has no affordable exact kernel: the encoder resamples with a rounded
+    ratio, and a reader must bound the length with that same ratio (or refuse valid streams)."""
+    from codec.rates import resampled_length
+
+    n = 15997 * 200 + 5                                   # 200 s at 15997 Hz
+    h = header(levels=2, original_sample_rate=15997, num_samples=n)
+    frames = -(-resampled_length(n, 15997, h.sample_rate) // h.hop)
+    got_header, codes, num_samples = decode_bytes(encode_bytes(h, random_codes(h, frames), n))
+    assert num_samples == n and codes.shape[-1] == frames

@@ -256,16 +256,17 @@ def test_a_damaged_packet_is_named_with_its_time(tmp_path, tiny_model_file):
     assert not (tmp_path / "out.wav").exists()
 
 
-@pytest.mark.parametrize("damage", ["payload", "count"])
+@pytest.mark.parametrize("damage", ["payload", "count", "smaller count"])
 def test_conceal_fills_damaged_packets_with_silence(tmp_path, tiny_model_file, damage):
     rvq, data = three_second_stream(tmp_path, tiny_model_file)
     clean = tmp_path / "clean.wav"
     assert run("decode", rvq, clean, "--model", tiny_model_file).exit_code == 0
     if damage == "payload":
         bad = damage_packet(data, 1, bits_per_frame=6 * 6)   # 1.8 kbps: 6 levels of 6 bits
-    else:                                  # a count no packet can have (> 50 frames)
+    else:                                  # a count no packet can have (> 50), or a wrong one (49)
         packet = 2 + (50 * 6 * 6 + 7) // 8 + 4
-        bad = data[:HEADER_SIZE + packet] + b"\xff\xff" + data[HEADER_SIZE + packet + 2:]
+        count = b"\xff\xff" if damage == "count" else (49).to_bytes(2, "little")
+        bad = data[:HEADER_SIZE + packet] + count + data[HEADER_SIZE + packet + 2:]
     rvq.write_bytes(bad)
     out = tmp_path / "out.wav"
     result = run("decode", rvq, out, "--model", tiny_model_file, "--conceal")

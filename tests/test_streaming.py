@@ -180,3 +180,44 @@ def test_file_coding_equals_whole_array_coding(tmp_path, tiny_model_file, rate):
     from codec.audio import resample
     whole = resample(batch, model.sample_rate, rate)[:, : wav.shape[1]]
     torch.testing.assert_close(expected, whole, rtol=1e-3, atol=1e-4)
+
+
+def test_decoding_to_an_odd_rate_gives_the_exact_length(tiny_model_file):
+    """16000 -> 79992 Hz resamples with a rounded ratio, so the audio runs a little long; the
+    decoder must still give exactly the length the stream records, and no error."""
+    from codec.bitstream import encode_bytes
+    from codec.coding import DecodedStream, stream_fingerprint
+    from codec.model import load_model
+    from codec.bitstream import StreamHeader
+
+    model = load_model(tiny_model_file)
+    frames = 240 * 50                                         # four minutes
+    h = StreamHeader(stream_fingerprint(model), 16000, 320, 6, 2, 1, 16000, frames * 320)
+    codes = np.random.default_rng(0).integers(0, 64, (1, 2, frames))
+    stream = DecodedStream(io.BytesIO(encode_bytes(h, codes, frames * 320)), model, sample_rate=79992)
+    assert sum(block.shape[-1] for block in stream) == round(frames * 320 * 79992 / 16000)
+
+
+def test_a_failed_decode_leaves_no_libsndfile_handle_on_the_descriptor(tmp_path):
+    """A writer abandoned by an exception must let go of its descriptor at once: left to the
+    garbage collector, it would write a WAV header into whatever file reuses that number."""
+    import gc
+
+    from codec.audio import AudioWriter
+
+    def failing_decode():
+        with open(tmp_path / "first.wav", "wb") as f, AudioWriter(f, 16000, 1) as writer:
+            writer.write(np.zeros((1, 100), np.float32))
+            raise RuntimeError("decoding failed")
+
+    second = tmp_path / "second.bin"
+    try:
+        failing_decode()
+    except RuntimeError:
+        # The traceback still holds the writer; first.wav's descriptor is closed, and the
+        # next file opened gets its number.
+        g = open(second, "wb")
+    g.write(b"x" * 100)          # the writer is unreferenced now: any late close has happened
+    g.close()
+    gc.collect()
+    assert second.read_bytes() == b"x" * 100

@@ -48,7 +48,7 @@ class _ConvState:
         if self.past is None:      # the zeros the whole-file pass pads with
             self.past = x.new_zeros(x.shape[0], x.shape[1], self.conv.left_pad)
         x = torch.cat([self.past, x], dim=-1)
-        self.past = x[..., x.shape[-1] - self.conv.left_pad:]
+        self.past = x[..., x.shape[-1] - self.conv.left_pad:].clone()   # not a view of the whole chunk
         c = self.conv
         return F.conv1d(x, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
 
@@ -67,7 +67,7 @@ class _TransposedConvState:
         if self.spill is not None:
             y[..., : self.spill.shape[-1]] += self.spill
         emitted = x.shape[-1] * c.stride[0]
-        self.spill = y[..., emitted:]
+        self.spill = y[..., emitted:].clone()
         y = y[..., :emitted]
         return y if c.bias is None else y + c.bias[:, None]
 
