@@ -70,9 +70,11 @@ def encode(input_path: str, output_path: str, kbps: float, model_path: str | Non
     model = load_model(model_path)
     levels = model.levels_for_kbps(kbps)           # a bad bitrate fails before any reading
     counter = _CountingWriter()
-    with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f:
+    with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f, \
+            progress(audio.frames and audio.frames / audio.rate, "encode") as bar:
         counter.inner = f
-        header = encode_stream(counter, model, audio.blocks(), audio.rate, audio.channels, kbps,
+        blocks = (bar.advance(block, audio.rate) for block in audio.blocks())
+        header = encode_stream(counter, model, blocks, audio.rate, audio.channels, kbps,
                                num_samples=audio.frames, reject_silence=True, name=audio.name)
     seconds = header.num_samples / audio.rate
     click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size)}", err=True)
@@ -100,10 +102,12 @@ def decode(input_path: str, output_path: str, kbps: float | None, sample_rate: i
     with open_input(input_path) as source:
         stream = DecodedStream(source, model_path, kbps=kbps, sample_rate=sample_rate, conceal=conceal)
         samples = 0
+        total = stream.header.num_samples and stream.header.num_samples / stream.header.original_sample_rate
         with atomic_output(output_path, force=force) as f, \
-                AudioWriter(f, stream.rate, stream.channels, format=audio_format) as writer:
+                AudioWriter(f, stream.rate, stream.channels, format=audio_format) as writer, \
+                progress(total, "decode") as bar:
             for block in stream:
-                writer.write(block)
+                writer.write(bar.advance(block, stream.rate))
                 samples += block.shape[-1]
     click.echo(f"{output_path}: {stream.channels} channel(s), {stream.rate} Hz, {samples / stream.rate:.2f} s", err=True)
     if stream.concealed:
@@ -202,6 +206,30 @@ def export(checkpoint: str, output: str, fp32: bool, name: str | None) -> None:
     from .train.export import export as export_model
     digest = export_model(checkpoint, output, fp16=not fp32, name=name)
     click.echo(f"{output}: fingerprint {digest[:16]}", err=True)
+
+
+class progress:
+    """A progress bar on stderr in seconds of audio, with rate and ETA, shown only on a
+    terminal and only for work long enough to need one (``total`` seconds, None if unknown)."""
+
+    def __init__(self, total: float | None, what: str) -> None:
+        from tqdm import tqdm
+        known = ("{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s of audio "
+                 "[{elapsed}<{remaining}, {rate_fmt}]")
+        unknown = "{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]"
+        self.bar = tqdm(total=round(total) if total else None, unit="s", desc=what, leave=False,
+                        disable=None if total is None or total >= 30 else True,   # None: a terminal only
+                        bar_format=known if total else unknown)
+
+    def advance(self, block, rate: int):
+        self.bar.update(block.shape[-1] / rate)
+        return block
+
+    def __enter__(self) -> "progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 class _CountingWriter:
