@@ -144,8 +144,6 @@ def check_audio(wav: np.ndarray | torch.Tensor, name: str, reject_silence: bool 
         raise AudioError(f"{name} contains no audio samples")
     if not np.isfinite(wav).all():
         raise AudioError(f"{name} contains NaN or infinite samples")
-    if wav.ndim == 2 and wav.shape[0] > MAX_CHANNELS:
-        raise AudioError(f"{name} has {wav.shape[0]} channels; a .rvq stream holds at most {MAX_CHANNELS}")
     if reject_silence and is_silent(wav):
         raise AudioError(f"{name} is silent (every sample is zero); nothing to encode")
 

@@ -213,6 +213,8 @@ class BitstreamReader:
         # (packet index, start time in seconds, frames) of each.
         self.conceal = conceal
         self.damaged: list[tuple[int, float, int]] = []
+        self._pushback = b""            # bytes read ahead, given back to be read again
+        self._last = b""
 
     def _check_levels(self, levels: int | None) -> int:
         if levels is None:
@@ -236,46 +238,74 @@ class BitstreamReader:
                  else -(-resampled_length(h.num_samples, h.original_sample_rate, h.sample_rate) // h.hop))
         while True:
             where = f"packet {index} (at {h.packet_time(index):.2f} s)"
-            count = _read(self.f, 2)
+            count = self._take(2)
             if len(count) < 2:
                 raise BitstreamError(f"truncated bitstream: ends {'inside' if count else 'before'} "
                                      f"{where} without an end packet")
             n = _COUNT.unpack(count)[0]
-            expected = None if total is None else min(h.frames_per_packet, total - frames)
-            if self.conceal and expected is not None and expected > 0 and n != expected:
-                n = h.frames_per_packet + 1          # a damaged count: handled below
             if n == 0:
                 break
             if frames % h.frames_per_packet:  # the previous packet was short, so it had to be the last
                 raise BitstreamError(f"corrupt bitstream: {where} follows a short packet")
-            damaged_count = n > h.frames_per_packet
-            if damaged_count and not self.conceal:
+            if n > h.frames_per_packet and not self.conceal:
                 raise BitstreamError(f"corrupt bitstream: {where} declares {n} frames, "
                                      f"more than the {h.frames_per_packet} per packet of its header")
-            if damaged_count:        # the count the length implies, or (unknown length) a full packet
-                n = h.frames_per_packet if expected is None or expected <= 0 else expected
-            size = (n * h.bits_per_frame + 7) // 8  # bounded by verified header fields
-            payload = _read(self.f, size)
-            crc = _read(self.f, 4)
-            if len(payload) < size or len(crc) < 4:
-                raise BitstreamError(f"truncated bitstream: ends inside {where}")
-            if damaged_count or zlib.crc32(payload, zlib.crc32(count)) != _CRC.unpack(crc)[0]:
+            expected = None if total is None else min(h.frames_per_packet, total - frames)
+            plausible = n <= h.frames_per_packet
+            codes = self._packet(n, count, where) if plausible else None
+            # A packet that fails its CRC may have a damaged count and hold the frames the
+            # length implies: concealment then gives its bytes back and steps over those.
+            recount = codes is None and self.conceal and expected is not None and 0 < expected != n
+            if recount and plausible:
+                self._unread()
+            if codes is None:
                 if not self.conceal:
                     raise BitstreamError(f"corrupt bitstream: {where} fails its CRC check")
+                if recount or not plausible:
+                    # the count the length implies, or (unknown length) a full packet
+                    n = h.frames_per_packet if expected is None or expected <= 0 else expected
+                    self._skip(n, where)
                 self.damaged.append((index, h.packet_time(index), n))
-                yield np.full((h.channels, self._keep, n), -1, np.int64)
-            else:
-                codes = unpack_codes(payload, n * h.channels * h.levels, h.codebook_bits)
-                codes = codes.reshape(n, h.channels, h.levels).transpose(1, 2, 0)
-                yield np.ascontiguousarray(codes[:, :self._keep])
+                codes = np.full((h.channels, self._keep, n), -1, np.int64)
+            yield codes
             index, frames = index + 1, frames + n
         self.num_samples = self._end(count, index, frames)
+
+    def _take(self, size: int) -> bytes:
+        """``size`` bytes of the stream, bytes given back by ``_unread`` first."""
+        head, self._pushback = self._pushback[:size], self._pushback[size:]
+        return head + _read(self.f, size - len(head)) if len(head) < size else head
+
+    def _packet(self, n: int, count: bytes, where: str) -> np.ndarray | None:
+        """Read a packet of ``n`` frames (its count already read): its codes
+        ``[channels, keep, n]``, or None if it fails its CRC. Raises on truncation."""
+        h = self.header
+        size = (n * h.bits_per_frame + 7) // 8  # bounded by verified header fields
+        payload, crc = self._take(size), self._take(4)
+        self._last = payload + crc
+        if len(payload) < size or len(crc) < 4:
+            raise BitstreamError(f"truncated bitstream: ends inside {where}")
+        if zlib.crc32(payload, zlib.crc32(count)) != _CRC.unpack(crc)[0]:
+            return None
+        codes = unpack_codes(payload, n * h.channels * h.levels, h.codebook_bits)
+        codes = codes.reshape(n, h.channels, h.levels).transpose(1, 2, 0)
+        return np.ascontiguousarray(codes[:, :self._keep])
+
+    def _unread(self) -> None:
+        """Give back the bytes the last ``_packet`` call read."""
+        self._pushback = self._last + self._pushback
+
+    def _skip(self, n: int, where: str) -> None:
+        """Step over a damaged packet of ``n`` frames (its count already read)."""
+        size = (n * self.header.bits_per_frame + 7) // 8 + 4
+        if len(self._take(size)) < size:
+            raise BitstreamError(f"truncated bitstream: ends inside {where}")
 
     def _end(self, count: bytes, index: int, frames: int) -> int:
         """Verify the end packet (its count already read) and what follows; returns num_samples."""
         h = self.header
         where = f"the end packet (at {h.packet_time(index):.2f} s)"
-        rest = _read(self.f, 12)
+        rest = self._take(12)
         if len(rest) < 12:
             raise BitstreamError(f"truncated bitstream: ends inside {where}")
         if zlib.crc32(rest[:8], zlib.crc32(count)) != _CRC.unpack_from(rest, 8)[0]:
@@ -291,7 +321,7 @@ class BitstreamReader:
         if resampled_length(n, h.original_sample_rate, h.sample_rate) > (frames + 1) * h.hop:
             raise BitstreamError(f"corrupt bitstream: {where} gives {n} samples, more than "
                                  f"its {frames} frames can hold")
-        if self.f.read(1):
+        if self._take(1):
             raise BitstreamError(f"corrupt bitstream: trailing data after {where}")
         return n
 

@@ -146,7 +146,10 @@ class DecodedStream:
         emitted = 0
         # With the length in the header, nothing past it is ever emitted (with a rounded
         # resampling ratio the audio may run a little long); otherwise the end packet says.
-        known = None if h.num_samples is None else round(h.num_samples * self.rate / h.original_sample_rate)
+        def output_length(samples: int) -> int:
+            return round(samples * self.rate / h.original_sample_rate)
+
+        known = None if h.num_samples is None else output_length(h.num_samples)
         for codes in self.reader:
             if codes.size and codes[0, 0, 0] < 0:
                 # A damaged packet (conceal mode): silence for its frames, and the decoder
@@ -163,6 +166,6 @@ class DecodedStream:
                 emitted += out.shape[-1]
                 yield out
         held = torch.cat([held, resampler.flush()], dim=-1)
-        length = round(self.reader.num_samples * self.rate / h.original_sample_rate)
+        length = output_length(self.reader.num_samples)
         last = max(0, length - emitted)
         yield torch.nn.functional.pad(held, (0, max(0, last - held.shape[-1])))[:, :last]
