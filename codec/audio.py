@@ -19,7 +19,6 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from torch.nn import functional as F
 
 from .errors import AudioError
@@ -287,6 +286,7 @@ class StreamingResampler:
         if self.identity:
             return
         self.orig, self.new = ratio.denominator, ratio.numerator
+        import torchaudio  # here, not at the top: coding at the model's own rate needs only torch
         transform = torchaudio.transforms.Resample(self.orig, self.new)
         self.kernel, self.width = transform.kernel, transform.width        # [new, 1, 2 * width + orig]
         self.unit = max(1, math.ceil(unit_seconds * from_rate / self.orig))  # blocks per unit
@@ -341,4 +341,5 @@ def resample(wav: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     wav = wav.to(torch.float32)
     if ratio == 1:
         return wav
+    import torchaudio  # here, not at the top: coding at the model's own rate needs only torch
     return torchaudio.functional.resample(wav, ratio.denominator, ratio.numerator)

@@ -78,8 +78,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def train_command(config: Path, run_dir: Path, *overrides: str, resume: bool = False) -> list[str]:
-    return [sys.executable, "-m", "codec.train", str(config), f"run_dir={run_dir}", *overrides,
-            *(["--resume"] if resume else [])]
+    # --resume goes between the config and the overrides: it may stand anywhere.
+    return [sys.executable, "-m", "codec.train", str(config), *(["--resume"] if resume else []),
+            f"run_dir={run_dir}", *overrides]
 
 
 def run_training(*args, **kwargs) -> subprocess.CompletedProcess:

@@ -153,7 +153,7 @@ class CodecModel(nn.Module):
         Returns:
             int64 codes ``[channels, levels, frames]``; channels are coded independently.
         """
-        from ..audio import StreamingResampler  # audio pulls in torchaudio; only needed here
+        from ..audio import StreamingResampler  # audio I/O stays out of the model package
 
         wav = torch.as_tensor(np.asarray(wav) if not torch.is_tensor(wav) else wav, dtype=torch.float32)
         if wav.dim() == 1:
