@@ -74,7 +74,7 @@ def valid_stream(model, rng: random.Random) -> bytes:
     return codec.compress((0.1 * wav).astype(np.float32), rate, kbps=kbps, model=model)
 
 
-def _with_header_crc(data: bytearray) -> bytes:
+def with_header_crc(data: bytearray) -> bytes:
     struct.pack_into("<I", data, 38, zlib.crc32(bytes(data[:38])))
     return bytes(data)
 
@@ -112,7 +112,7 @@ def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     if kind == "header":
         offset, fmt, values = HEADER_FIELDS[rng.choice(sorted(HEADER_FIELDS))]
         struct.pack_into("<" + fmt, b, offset, rng.choice(values))
-        return _with_header_crc(b)
+        return with_header_crc(b)
     if kind == "count":
         packets = _packet_offsets(data)
         if not packets:

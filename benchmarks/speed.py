@@ -11,8 +11,6 @@ kbps for a 3 s and a 60 s file (headers, packet framing and CRCs included).
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +25,14 @@ from peak_memory import command_peak_mib
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def speech_clips() -> np.ndarray:
+    """The audio_samples clips joined: real speech, [N] float32 at 16 kHz."""
+    return np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "audio_samples").glob("*.flac"))])
+
+
 def speech(seconds: float) -> np.ndarray:
     """``seconds`` of real speech: the audio_samples clips, repeated. [1, N] float32 at 16 kHz."""
-    clips = [sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "audio_samples").glob("*.flac"))]
-    joined = np.concatenate(clips)
-    n = int(seconds * 16000)
-    return np.resize(joined, n)[None]
+    return np.resize(speech_clips(), int(seconds * 16000))[None]
 
 
 def best_of(fn, repeats: int = 3) -> float:

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
 from peak_memory import command_peak_mib  # noqa: E402
+from speed import speech, speech_clips  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_long_speech(path: str, minutes: float) -> None:
     """A 16 kHz 16-bit WAV of ``minutes`` of speech, written a block at a time."""
-    clips = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "audio_samples").glob("*.flac"))])
+    clips = speech_clips()
     total = int(minutes * 60 * 16000)
     with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
         written = 0
@@ -54,8 +54,7 @@ def timed_peak(args: list[str]) -> tuple[float, float]:
 
 def frame_times(model, seconds: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame processing times (s) of a streaming encoder and decoder fed 20 ms chunks."""
-    wav = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((ROOT / "audio_samples").glob("*.flac"))])
-    wav = torch.from_numpy(np.resize(wav, int(seconds * 16000)))[None]
+    wav = torch.from_numpy(speech(seconds))
     encoder, decoder = model.streaming_encoder(kbps=6), model.streaming_decoder()
     enc, dec = [], []
     for start in range(0, wav.shape[-1] - model.hop + 1, model.hop):

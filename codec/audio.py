@@ -12,7 +12,6 @@ import io
 import math
 import os
 import stat
-from fractions import Fraction
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
@@ -80,10 +79,7 @@ class AudioReader:
                                  f"({_soundfile_reason(e)})") from None
             if not len(block):
                 return
-            block = np.ascontiguousarray(block.T)
-            if not np.isfinite(block).all():
-                raise AudioError(f"{self.name} contains NaN or infinite samples")
-            yield block
+            yield np.ascontiguousarray(block.T)
 
 
 @contextmanager
@@ -256,10 +252,6 @@ def write_audio(f: BinaryIO, wav: np.ndarray | torch.Tensor, sample_rate: int, f
         writer.write(wav)
 
 
-def _resampling_ratio(from_rate: int, to_rate: int) -> Fraction:
-    if from_rate <= 0 or to_rate <= 0:
-        raise AudioError(f"cannot resample from {from_rate} Hz to {to_rate} Hz")
-    return resampling_ratio(from_rate, to_rate)
 
 
 class StreamingResampler:
@@ -279,7 +271,7 @@ class StreamingResampler:
     """
 
     def __init__(self, from_rate: int, to_rate: int, channels: int, unit_seconds: float = 0.02) -> None:
-        ratio = _resampling_ratio(from_rate, to_rate)
+        ratio = resampling_ratio(from_rate, to_rate)
         self.identity = ratio == 1
         self.channels = channels
         self.samples_in = self.samples_out = 0
@@ -297,7 +289,6 @@ class StreamingResampler:
         chunk = torch.as_tensor(chunk, dtype=torch.float32)
         self.samples_in += chunk.shape[-1]
         if self.identity:
-            self.samples_out += chunk.shape[-1]
             return chunk
         self.pending = torch.cat([self.pending, chunk], dim=-1)
         return self._units(final=False)
@@ -310,7 +301,7 @@ class StreamingResampler:
     def _units(self, final: bool) -> torch.Tensor:
         span = self.unit * self.orig                       # input samples one unit advances
         needed = span + 2 * self.width                     # input samples one unit reads
-        target = math.ceil(self.samples_in * self.new / self.orig)
+        target = -(-self.samples_in * self.new // self.orig)   # rates.resampled_length, exactly
         outputs = []
         while True:
             if self.pending.shape[-1] < needed:
@@ -318,7 +309,7 @@ class StreamingResampler:
                     break
                 self.pending = F.pad(self.pending, (0, needed - self.pending.shape[-1]))
             piece = self.pending[:, :needed]
-            y = torch.nn.functional.conv1d(piece[:, None], self.kernel, stride=self.orig)  # [C, new, unit]
+            y = F.conv1d(piece[:, None], self.kernel, stride=self.orig)  # [C, new, unit]
             outputs.append(y.transpose(1, 2).reshape(self.channels, -1))
             self.pending = self.pending[:, span:]
             self.samples_out += self.unit * self.new
@@ -337,7 +328,7 @@ def resample(wav: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     exact ratio would need a huge filter bank (coprime rates like 22051 and 16000)
     use the nearest small ratio instead, a pitch error far below audibility.
     """
-    ratio = _resampling_ratio(from_rate, to_rate)
+    ratio = resampling_ratio(from_rate, to_rate)
     wav = wav.to(torch.float32)
     if ratio == 1:
         return wav

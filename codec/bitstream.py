@@ -247,21 +247,21 @@ class BitstreamReader:
                 break
             if frames % h.frames_per_packet:  # the previous packet was short, so it had to be the last
                 raise BitstreamError(f"corrupt bitstream: {where} follows a short packet")
-            if n > h.frames_per_packet and not self.conceal:
+            plausible = n <= h.frames_per_packet
+            if not plausible and not self.conceal:
                 raise BitstreamError(f"corrupt bitstream: {where} declares {n} frames, "
                                      f"more than the {h.frames_per_packet} per packet of its header")
-            expected = None if total is None else min(h.frames_per_packet, total - frames)
-            plausible = n <= h.frames_per_packet
             codes = self._packet(n, count, where) if plausible else None
-            # A packet that fails its CRC may have a damaged count and hold the frames the
-            # length implies: concealment then gives its bytes back and steps over those.
-            recount = codes is None and self.conceal and expected is not None and 0 < expected != n
-            if recount and plausible:
-                self._unread()
             if codes is None:
                 if not self.conceal:
                     raise BitstreamError(f"corrupt bitstream: {where} fails its CRC check")
+                # A packet that fails its CRC may have a damaged count and hold the frames the
+                # length implies: concealment then gives its bytes back and steps over those.
+                expected = None if total is None else min(h.frames_per_packet, total - frames)
+                recount = expected is not None and 0 < expected != n
                 if recount or not plausible:
+                    if plausible:
+                        self._unread()
                     # the count the length implies, or (unknown length) a full packet
                     n = h.frames_per_packet if expected is None or expected <= 0 else expected
                     self._skip(n, where)
@@ -282,17 +282,17 @@ class BitstreamReader:
         h = self.header
         size = (n * h.bits_per_frame + 7) // 8  # bounded by verified header fields
         payload, crc = self._take(size), self._take(4)
-        self._last = payload + crc
         if len(payload) < size or len(crc) < 4:
             raise BitstreamError(f"truncated bitstream: ends inside {where}")
         if zlib.crc32(payload, zlib.crc32(count)) != _CRC.unpack(crc)[0]:
+            self._last = payload + crc        # kept only for a damaged packet, for _unread
             return None
         codes = unpack_codes(payload, n * h.channels * h.levels, h.codebook_bits)
         codes = codes.reshape(n, h.channels, h.levels).transpose(1, 2, 0)
         return np.ascontiguousarray(codes[:, :self._keep])
 
     def _unread(self) -> None:
-        """Give back the bytes the last ``_packet`` call read."""
+        """Give back the bytes of the last packet that failed its CRC."""
         self._pushback = self._last + self._pushback
 
     def _skip(self, n: int, where: str) -> None:

@@ -9,7 +9,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 import torch
 
-from .audio import MAX_CHANNELS, StreamingResampler
+from .audio import MAX_CHANNELS, StreamingResampler, is_silent
 from .bitstream import MAX_SAMPLE_RATE, BitstreamReader, BitstreamWriter, StreamHeader
 from .errors import AudioError, BitstreamError, ModelError
 from .model import CodecModel
@@ -60,7 +60,7 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
         block = torch.as_tensor(block, dtype=torch.float32)
         if not torch.isfinite(block).all():
             raise AudioError(f"{name} contains NaN or infinite samples")
-        audible = audible or bool(block.any())
+        audible = audible or not is_silent(block)
         writer.write(encoder.push(resampler.push(block)).numpy())
     if resampler.samples_in == 0:
         raise AudioError(f"{name} contains no audio samples")
@@ -130,7 +130,7 @@ class DecodedStream:
         self.model = model_for(h, model)
         levels = h.levels if kbps is None else min(self.model.levels_for_kbps(kbps), h.levels)
         self.reader.with_levels(levels)
-        self.levels, self.channels = levels, h.channels
+        self.channels = h.channels
         self.rate = sample_rate or h.original_sample_rate
 
     @property

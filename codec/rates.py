@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from .errors import AudioError
+
 MAX_KERNEL_COST = 1 << 22      # kernel taps: new rate x old rate, after reducing the ratio
 
 
 def resampling_ratio(from_rate: int, to_rate: int) -> Fraction:
-    """``to_rate / from_rate``, or the nearest ratio with a kernel of affordable size.
-
-    Both rates must be positive.
-    """
+    """``to_rate / from_rate``, or the nearest ratio with a kernel of affordable size."""
+    if from_rate <= 0 or to_rate <= 0:
+        raise AudioError(f"cannot resample from {from_rate} Hz to {to_rate} Hz")
     ratio = Fraction(int(to_rate), int(from_rate))
     if ratio.numerator * ratio.denominator > MAX_KERNEL_COST:
         # cost ~ ratio * denominator^2, so bound the denominator accordingly.

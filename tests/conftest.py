@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from codec.cli import main
 from codec.model import CodecConfig, CodecModel, save_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "audio_samples"
@@ -32,18 +34,45 @@ def tiny_model() -> CodecModel:
     return CodecModel(tiny_config()).eval()
 
 
-@pytest.fixture
-def tiny_model_file(tmp_path) -> Path:
-    """A saved tiny model whose codebooks were fitted to a few batches of sound."""
+def save_fitted_tiny_model(directory: Path) -> Path:
+    """Save a tiny model whose codebooks were fitted to a few batches of sound."""
+    torch.manual_seed(0)
     model = CodecModel(tiny_config())
     model.train()
     batch = torch.from_numpy(np.concatenate([speech_like(1.0, seed=s) for s in range(4)]))[:, None]
     with torch.no_grad():
         for _ in range(3):
             model(batch + 0.05 * torch.randn_like(batch))
-    path = tmp_path / "tiny.safetensors"
+    path = directory / "tiny.safetensors"
     save_model(model, path)
     return path
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path) -> Path:
+    """A fitted tiny model of the test's own, free to be damaged or replaced."""
+    return save_fitted_tiny_model(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_model_file(tmp_path_factory) -> Path:
+    """The same model, built once for the tests that only read it."""
+    return save_fitted_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+def run(*args):
+    """``codec ARGS`` in this process."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result, *fragments: str) -> None:
+    """A user error: non-zero exit, one line on stderr that says what went wrong."""
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("codec: error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 def speech_like(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:

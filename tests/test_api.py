@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import codec
 from codec.errors import BitrateError, ModelError
-from codec.model import CodecModel, load_model, save_model
+from codec.model import load_model, save_model
 
 from .conftest import speech_like, tiny_config
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,27 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
 from codec.bitstream import HEADER_SIZE, StreamHeader, encode_bytes
-from codec.cli import main
 from codec.model import CodecModel, save_model
 
-from .conftest import speech_like, tiny_config
+from .conftest import one_line_error, run, speech_like, tiny_config
 
 
-def run(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, *fragments: str) -> None:
-    """A user error: non-zero exit, one line on stderr that says what went wrong."""
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("codec: error:")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

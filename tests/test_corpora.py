@@ -18,8 +18,9 @@ from codec.train.corpora import prepare_manifest
 from codec.train.data import list_audio
 from codec.train.prepare import main as prepare_main
 
+from .conftest import SAMPLES
+
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-SAMPLES = RECIPES.parent / "audio_samples"
 RECIPE_NAMES = ["librispeech", "libritts", "vctk", "commonvoice", "folder", "speech16k"]
 MP3 = "MP3" in sf.available_formats()
 

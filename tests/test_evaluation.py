@@ -10,16 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
 from codec.cli import main
 from codec.evaluation.align import align, estimate_delay, shift
 from codec.evaluation.baselines import BASELINES, parse_baselines
 from codec.evaluation.run import load_reference
-from codec.model import CodecModel, save_model
 
-from .conftest import SAMPLES, speech_like, tiny_config
+from .conftest import SAMPLES
 
 RATE = 16000
 
@@ -32,20 +30,6 @@ def run(*args: str):
 def speech() -> np.ndarray:
     """3 s of real speech, mono float32 [samples] at 16 kHz."""
     return load_reference(SAMPLES / "librispeech_5456.flac")[:3 * RATE]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_file(tmp_path_factory) -> Path:
-    """conftest's tiny model, built once for this module: every test here only reads it."""
-    torch.manual_seed(0)
-    model = CodecModel(tiny_config())
-    batch = torch.from_numpy(np.concatenate([speech_like(1.0, seed=s) for s in range(4)]))[:, None]
-    with torch.no_grad():
-        for _ in range(3):
-            model(batch + 0.05 * torch.randn_like(batch))       # fits the EMA codebooks to some sound
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(model, path)
-    return path
 
 
 @pytest.fixture
@@ -116,9 +100,9 @@ def test_a_clip_too_short_to_score_gets_nan_not_an_error(speech):
     assert np.isnan(short.pesq) and np.isnan(short.stoi) and short.mel_l1 < 1e-3
 
 
-def test_a_missing_metric_package_names_what_to_install(monkeypatch, refs, tiny_model_file, tmp_path):
+def test_a_missing_metric_package_names_what_to_install(monkeypatch, refs, shared_tiny_model_file, tmp_path):
     monkeypatch.setitem(sys.modules, "pystoi", None)          # import pystoi now raises ImportError
-    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6", "--baseline", "none",
+    result = run("eval", refs, "--model", shared_tiny_model_file, "--kbps", "0.6", "--baseline", "none",
                  "--out", tmp_path / "out")
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
@@ -164,14 +148,14 @@ def test_parse_baselines():
         parse_baselines("opus,mp3")
 
 
-def test_a_baseline_missing_from_path_is_skipped_with_what_to_install(monkeypatch, refs, tiny_model_file,
+def test_a_baseline_missing_from_path_is_skipped_with_what_to_install(monkeypatch, refs, shared_tiny_model_file,
                                                                       tmp_path):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "out"
-    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6", "--baseline", "opus,codec2",
+    result = run("eval", refs, "--model", shared_tiny_model_file, "--kbps", "0.6", "--baseline", "opus,codec2",
                  "--out", out, "--limit", "1")
     assert result.exit_code == 0, result.stderr
     assert ("skipping Opus: opusenc and opusdec not found on PATH; install them with `apt-get install opus-tools`"
@@ -183,11 +167,11 @@ def test_a_baseline_missing_from_path_is_skipped_with_what_to_install(monkeypatc
 
 # -- the command -----------------------------------------------------------------------------------
 
-def test_eval_writes_csv_plot_and_listening_page(refs, tiny_model_file, tmp_path):
+def test_eval_writes_csv_plot_and_listening_page(refs, shared_tiny_model_file, tmp_path):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     out = tmp_path / "out"
-    result = run("eval", refs, "--model", tiny_model_file, "--kbps", "0.6,1.2", "--baseline", "none",
+    result = run("eval", refs, "--model", shared_tiny_model_file, "--kbps", "0.6,1.2", "--baseline", "none",
                  "--out", out, "--listen", "1")
     assert result.exit_code == 0, result.stderr
 
@@ -214,13 +198,13 @@ def test_eval_writes_csv_plot_and_listening_page(refs, tiny_model_file, tmp_path
     assert "PESQ-WB" in result.stdout and "every bitrate step" in result.stdout
 
 
-def test_eval_reads_a_manifest_and_limits_the_files(refs, tiny_model_file, tmp_path):
+def test_eval_reads_a_manifest_and_limits_the_files(refs, shared_tiny_model_file, tmp_path):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     manifest = tmp_path / "refs" / "list.tsv"
     manifest.write_text("path\tspeaker\nb/c.wav\ts1\na.flac\ts2\n")
     out = tmp_path / "out"
-    result = run("eval", manifest, "--model", tiny_model_file, "--kbps", "2.4", "--baseline", "none",
+    result = run("eval", manifest, "--model", shared_tiny_model_file, "--kbps", "2.4", "--baseline", "none",
                  "--out", out, "--limit", "1", "--listen", "0")
     assert result.exit_code == 0, result.stderr
     assert [(r["file"], r["nominal_kbps"]) for r in read_rows(out / "results.csv")] == [("b/c.wav", "2.4000")]
@@ -232,18 +216,18 @@ def test_eval_reads_a_manifest_and_limits_the_files(refs, tiny_model_file, tmp_p
     (["--kbps", "50"], "bitrate 50.0 kbps is outside this model's range"),
     (["--baseline", "mp3"], "unknown baseline mp3"),
 ])
-def test_eval_user_errors_are_one_line(refs, tiny_model_file, tmp_path, args, message):
+def test_eval_user_errors_are_one_line(refs, shared_tiny_model_file, tmp_path, args, message):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
-    result = run("eval", refs, "--model", tiny_model_file, "--out", tmp_path / "out", *args)
+    result = run("eval", refs, "--model", shared_tiny_model_file, "--out", tmp_path / "out", *args)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_eval_of_a_missing_folder_is_one_line(tmp_path, tiny_model_file):
+def test_eval_of_a_missing_folder_is_one_line(tmp_path, shared_tiny_model_file):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
-    result = run("eval", tmp_path / "nowhere", "--model", tiny_model_file, "--baseline", "none",
+    result = run("eval", tmp_path / "nowhere", "--model", shared_tiny_model_file, "--baseline", "none",
                  "--kbps", "0.6", "--out", tmp_path / "out")
     assert result.exit_code == 1 and "is neither a folder of audio files nor a manifest" in result.stderr
 

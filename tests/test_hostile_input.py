@@ -15,22 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
-from codec.cli import main
 
-from .conftest import speech_like
+from .conftest import one_line_error, run, speech_like
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
 def speech(seconds: float, rate: int = 16000, channels: int = 1) -> np.ndarray:
     """``[samples, channels]`` float32."""
-    return speech_like(seconds, rate=rate, channels=channels).T.astype(np.float32)
+    return speech_like(seconds, rate=rate, channels=channels).T
 
 
 # name -> (samples [n, channels], rate, subtype)
@@ -48,13 +42,13 @@ CODABLE = {
 
 
 @pytest.mark.parametrize("name", sorted(CODABLE))
-def test_unusual_audio_codes_and_comes_back_in_shape(tmp_path, tiny_model_file, name):
+def test_unusual_audio_codes_and_comes_back_in_shape(tmp_path, shared_tiny_model_file, name):
     samples, rate, subtype = CODABLE[name]
     src, rvq, out = tmp_path / "in.wav", tmp_path / "in.rvq", tmp_path / "out.wav"
     sf.write(src, samples, rate, subtype=subtype)
-    result = run("encode", src, rvq, "--kbps", "1.8", "--model", tiny_model_file)
+    result = run("encode", src, rvq, "--kbps", "1.8", "--model", shared_tiny_model_file)
     assert result.exit_code == 0, result.stderr
-    result = run("decode", rvq, out, "--model", tiny_model_file)
+    result = run("decode", rvq, out, "--model", shared_tiny_model_file)
     assert result.exit_code == 0, result.stderr
     info = sf.info(out)
     assert (info.frames, info.channels, info.samplerate) == (samples.shape[0], samples.shape[1], rate)
@@ -95,24 +89,22 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_bad_audio_gets_one_line_and_no_output(tmp_path, tiny_model_file, name):
+def test_bad_audio_gets_one_line_and_no_output(tmp_path, shared_tiny_model_file, name):
     make, fragment = REFUSED[name]
     src = tmp_path / "in.wav"
     make(src)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    result = run("encode", src, out_dir / "x.rvq", "--kbps", "1.8", "--model", tiny_model_file)
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codec: error:") and fragment in lines[0], result.stderr
+    result = run("encode", src, out_dir / "x.rvq", "--kbps", "1.8", "--model", shared_tiny_model_file)
+    one_line_error(result, fragment)
     assert list(out_dir.iterdir()) == []
 
 
-def test_a_wav_that_claims_more_samples_than_it_holds(tmp_path, tiny_model_file):
+def test_a_wav_that_claims_more_samples_than_it_holds(tmp_path, shared_tiny_model_file):
     src, rvq, out = tmp_path / "over.wav", tmp_path / "over.rvq", tmp_path / "out.wav"
     write_overclaiming_wav(src)
-    assert run("encode", src, rvq, "--kbps", "1.8", "--model", tiny_model_file).exit_code == 0
-    assert run("decode", rvq, out, "--model", tiny_model_file).exit_code == 0
+    assert run("encode", src, rvq, "--kbps", "1.8", "--model", shared_tiny_model_file).exit_code == 0
+    assert run("decode", rvq, out, "--model", shared_tiny_model_file).exit_code == 0
     assert sf.info(out).frames == 1600                    # what it holds, not what it claims
 
 
@@ -161,10 +153,10 @@ def command_args(command: str, wav: Path, out_dir: Path, model_file: Path) -> li
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("command", ["encode", "decode"])
-def test_a_signal_mid_way_leaves_no_output(tmp_path, tiny_model_file, long_wav, signum, command):
+def test_a_signal_mid_way_leaves_no_output(tmp_path, shared_tiny_model_file, long_wav, signum, command):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    args = command_args(command, long_wav, out_dir, tiny_model_file)
+    args = command_args(command, long_wav, out_dir, shared_tiny_model_file)
     proc = codec_process(*args)
     try:
         wait_for_part_file(out_dir, proc)
@@ -186,10 +178,10 @@ def limit_file_size() -> None:
 
 
 @pytest.mark.parametrize("command", ["encode", "decode"])
-def test_a_write_error_gives_one_line_and_no_output(tmp_path, tiny_model_file, long_wav, command):
+def test_a_write_error_gives_one_line_and_no_output(tmp_path, shared_tiny_model_file, long_wav, command):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    args = command_args(command, long_wav, out_dir, tiny_model_file)
+    args = command_args(command, long_wav, out_dir, shared_tiny_model_file)
     proc = codec_process(*args, setup=limit_file_size)
     _, err = proc.communicate(timeout=300)
     lines = err.decode().strip().splitlines()

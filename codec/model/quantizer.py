@@ -121,11 +121,10 @@ class VectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def adopt(self, embed: torch.Tensor) -> None:
-        """Take a trained codebook ``[codebook_size, dim]`` (from an exported model, which keeps
-        no training statistics) and go on learning from it: every code starts with the same
-        EMA cluster size, so none counts as dead until the data says so."""
-        self.embed.copy_(embed)
+    def adopt(self) -> None:
+        """Go on learning from the codebook in ``embed`` (a trained one, from an exported model,
+        which keeps no training statistics): every code starts with the same EMA cluster size,
+        so none counts as dead until the data says so."""
         self.cluster_size.fill_(1.0)
         self.embed_sum.copy_(self.embed)
         self.initialized.fill_(True)

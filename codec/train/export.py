@@ -34,9 +34,9 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
-        model.load_state_dict(start.state_dict(), strict=False)   # its codebooks lack training statistics
-        for vq, trained in zip(model.quantizer.levels, start.quantizer.levels):
-            vq.adopt(trained.embed)
+        model.load_state_dict(start.state_dict())
+        for vq in model.quantizer.levels:   # the file kept no training statistics: start them afresh
+            vq.adopt()
     for conv in conv_layers(model):
         weight_norm(conv)       # g and v are computed from the weights it starts with
     return model

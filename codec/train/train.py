@@ -158,12 +158,13 @@ def _train(config: TrainConfig, resume: bool) -> None:
     # Every rank draws the same numbers (and DDP copies rank 0's weights and
     # buffers to the others when it wraps the model).
     torch.manual_seed(c.seed)
-    start = load_model(c.init_from) if c.init_from and not (resume and checkpoint_path.exists()) else None
+    resuming = resume and checkpoint_path.exists()
+    start = load_model(c.init_from) if c.init_from and not resuming else None
     model = training_model(c, start).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     step = 0
-    if resume and checkpoint_path.exists():
+    if resuming:
         saved = load_checkpoint(checkpoint_path)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
