@@ -1,12 +1,12 @@
 """Training throughput and memory of the default recipe on this machine's CPU.
 
-    python benchmarks/train_throughput.py [--config recipes/speech16k/config.toml]
+    python benchmarks/train_throughput.py [--config recipes/speech16k/config.toml] [key=value ...]
         [--threads 2] [--warmup 3] [--steps 10] [--batch-sizes 4 8 16 32] [--quick]
 
 Prints, for the recipe's model, batch size and crop length on random audio:
 steps/s and audio-seconds/s of the trainer's own step (``train.train_step``:
-forward, losses, backward, clipping, AdamW, weight EMA, codebook updates) in
-float32, under bfloat16 autocast and with ``torch.compile`` (which may fail or
+forward, losses, backward, clipping, AdamW, weight EMA, codebook updates, and the
+discriminator's step with ``adversarial=true``) in float32, under bfloat16 autocast and with ``torch.compile`` (which may fail or
 take minutes to compile on a CPU: the error or the compile time is reported).
 Then the peak resident memory of a training process per batch size, each
 measured in a fresh subprocess, so allocations of one size do not hide those of
@@ -41,7 +41,7 @@ from peak_memory import peak_rss_mib  # noqa: E402
 from codec.train.config import TrainConfig  # noqa: E402
 from codec.train.export import training_model  # noqa: E402
 from codec.train.losses import ReconstructionLoss  # noqa: E402
-from codec.train.train import train_step  # noqa: E402
+from codec.train.train import build_adversary, train_step  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "recipes" / "speech16k" / "config.toml"
 
@@ -54,7 +54,7 @@ def setup(c: TrainConfig, compile_model: bool = False):
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     train_model = torch.compile(model) if compile_model else model
-    return train_model, model, optimizer, ema, ReconstructionLoss(c)
+    return train_model, model, optimizer, ema, ReconstructionLoss(c), build_adversary(c, torch.device("cpu"))
 
 
 def random_batch(c: TrainConfig, step: int) -> torch.Tensor:
@@ -66,14 +66,15 @@ def random_batch(c: TrainConfig, step: int) -> torch.Tensor:
 
 def run_steps(c: TrainConfig, warmup: int, steps: int, compile_model: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` untimed ones."""
-    train_model, model, optimizer, ema, loss_fn = setup(c, compile_model)
+    train_model, model, optimizer, ema, loss_fn, adversary = setup(c, compile_model)
     start = time.perf_counter()
     for step in range(warmup):
-        train_step(train_model, model, loss_fn, optimizer, ema, random_batch(c, step), step, 0, c)
+        train_step(train_model, model, loss_fn, optimizer, ema, random_batch(c, step), step, 0, c, adversary)
     warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for step in range(warmup, warmup + steps):
-        loss, *_ = train_step(train_model, model, loss_fn, optimizer, ema, random_batch(c, step), step, 0, c)
+        loss, *_ = train_step(train_model, model, loss_fn, optimizer, ema, random_batch(c, step), step, 0, c,
+                              adversary)
     loss.item()
     seconds = time.perf_counter() - start
     per_second = steps / seconds
@@ -84,7 +85,7 @@ def run_steps(c: TrainConfig, warmup: int, steps: int, compile_model: bool = Fal
 def memory_child(args) -> None:
     """Run in a subprocess: a few float32 steps at ``--batch`` and print the peak RSS as JSON."""
     torch.set_num_threads(args.threads)
-    c = TrainConfig.load(args.config, [f"batch_size={args.batch}"])
+    c = TrainConfig.load(args.config, [*args.overrides, f"batch_size={args.batch}"])
     run_steps(c, warmup=1, steps=args.memory_steps)
     print(json.dumps({"batch_size": args.batch, "peak_rss_mib": peak_rss_mib()}))
 
@@ -92,7 +93,7 @@ def memory_child(args) -> None:
 def peak_memory(args, batch: int) -> float:
     command = [sys.executable, str(Path(__file__).resolve()), "--config", str(args.config),
                "--threads", str(args.threads), "--memory-steps", str(args.memory_steps),
-               "--memory-child", str(batch)]
+               "--memory-child", str(batch), *args.overrides]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -103,6 +104,7 @@ def peak_memory(args, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (adversarial=true)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
@@ -122,7 +124,7 @@ def main() -> None:
         args.batch_sizes = [b for b in args.batch_sizes if b <= 8] or args.batch_sizes[:1]
 
     torch.set_num_threads(args.threads)
-    c = TrainConfig.load(args.config)
+    c = TrainConfig.load(args.config, args.overrides)
     m = c.model
     params = sum(p.numel() for p in training_model(c).parameters()) / 1e6
     print(f"config {args.config}: {params:.2f} M parameters, {m.levels} levels x {m.codebook_bits} bits, "
@@ -137,7 +139,7 @@ def main() -> None:
     print()
     print(f"{'mode':10} {'steps/s':>9} {'audio s/s':>10} {'s/step':>8} {'warm-up s':>10}")
     for mode in args.modes:
-        cfg = TrainConfig.load(args.config, ["bf16=true"] if mode == "bf16" else [])
+        cfg = TrainConfig.load(args.config, [*args.overrides, *(["bf16=true"] if mode == "bf16" else [])])
         try:
             r = run_steps(cfg, args.warmup, args.steps, compile_model=mode == "compile")
         except Exception as e:   # torch.compile on a CPU can fail for want of a compiler, etc.

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from codec.train.config import TrainConfig
 from codec.train.corpora import prepare_manifest
-from codec.train.data import list_audio
+from codec.datasets import list_audio
 from codec.train.prepare import main as prepare_main
 
 from .conftest import SAMPLES

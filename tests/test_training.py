@@ -1,5 +1,5 @@
 """The trainer end to end on the tiny model: data-parallel agreement, exact resume,
-interruption, export, and the schedule and quantizer-dropout functions.
+interruption, export, the schedule and quantizer-dropout functions, and the losses.
 
 Training runs are real subprocesses (``python -m codec.train``, torchrun) of a few
 steps on audio_samples/ with one thread each, so each test takes seconds.
@@ -32,6 +32,7 @@ from codec.train.checkpoint import load_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.distributed import checksums, first_disagreement
 from codec.train.export import inference_model
+from codec.train.losses import ReconstructionLoss
 from codec.train.train import learning_rate, levels_per_item
 from codec.train.train import main as train_main
 
@@ -62,6 +63,9 @@ codebook_bits = 6
 """
 
 RUN_TIMEOUT = 120
+
+# Adversarial training with a discriminator small enough for a test.
+ADVERSARIAL = ("adversarial=true", "discriminator_channels=4", "discriminator_windows=[256,128]")
 
 
 @pytest.fixture
@@ -117,12 +121,14 @@ def loopback_env(**extra: str) -> dict[str, str]:
 # -- data parallel ------------------------------------------------------------------
 
 
-def test_torchrun_two_cpu_ranks_end_with_identical_weights_and_codebooks(tmp_path, config_file):
+@pytest.mark.parametrize("adversarial", [False, True], ids=["reconstruction", "adversarial"])
+def test_torchrun_two_cpu_ranks_end_with_identical_weights_and_codebooks(tmp_path, config_file, adversarial):
     run_dir, ranks = tmp_path / "run", tmp_path / "ranks"
     env = loopback_env(CODEC_RANK_STATE_DIR=str(ranks))
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env['MASTER_PORT']}",
-               "-m", "codec.train", str(config_file), "steps=3", f"run_dir={run_dir}"]
+               "-m", "codec.train", str(config_file), "steps=3", f"run_dir={run_dir}",
+               *(ADVERSARIAL if adversarial else ())]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -135,11 +141,14 @@ def test_torchrun_two_cpu_ranks_end_with_identical_weights_and_codebooks(tmp_pat
     embeds = [name for name in rank0 if name.endswith(".embed")]
     assert len(embeds) == 8
     assert all(bool(rank0[name]) for name in rank0 if name.endswith(".initialized"))
+    assert any(name.startswith("disc.") for name in rank0) == adversarial
     # Rank 0's final state is what was checkpointed.
     saved = load_checkpoint(run_dir / "checkpoint.safetensors")
     assert saved["step"] == 3
     for name, value in saved["model"].items():
         assert torch.equal(value, rank0[f"model.{name}"]), name
+    for name, value in (saved["discriminator"] or {}).items():
+        assert torch.equal(value, rank0[f"disc.{name}"]), name
 
 
 CHECK_SCRIPT = """
@@ -188,12 +197,13 @@ def test_checksums_see_moved_values_and_treat_nan_as_equal():
 # -- exact resume and interruption --------------------------------------------------------
 
 
-def test_resume_is_exact(tmp_path, config_file):
+@pytest.mark.parametrize("adversarial", [False, True], ids=["reconstruction", "adversarial"])
+def test_resume_is_exact(tmp_path, config_file, adversarial):
     """4 steps straight == 2 steps, then --resume to 4 in a fresh process: model, EMA,
-    optimiser and RNG state bit-identical. Warmup covers steps 0 and 1, so both
-    runs see the same rates there, and steps 2 and 3 run on the cosine decay."""
+    optimiser, discriminator and RNG state bit-identical. Warmup covers steps 0 and 1,
+    so both runs see the same rates there, and steps 2 and 3 run on the cosine decay."""
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    schedule = ("warmup_steps=2", "lr_final_fraction=0.1")
+    schedule = ("warmup_steps=2", "lr_final_fraction=0.1", *(ADVERSARIAL if adversarial else ()))
     commands = [train_command(config_file, straight, "steps=4", *schedule),
                 train_command(config_file, stopped, "steps=2", *schedule)]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
@@ -210,8 +220,10 @@ def test_resume_is_exact(tmp_path, config_file):
     assert a["step"] == b["step"] == 4
     assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
     tensors_a, tensors_b = checkpoint_tensors(straight), checkpoint_tensors(stopped)
-    for kind in ("model.", "ema.", "optim.", "rng."):
+    kinds = ("model.", "ema.", "optim.", "rng.") + (("disc.", "doptim.") if adversarial else ())
+    for kind in kinds:
         assert any(name.startswith(kind) for name in tensors_a), kind
+    assert any(name.startswith("disc.") for name in tensors_a) == adversarial
     assert_same_tensors(tensors_a, tensors_b)
 
 
@@ -419,3 +431,25 @@ def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_p
     after = inference_model(c, step1["model"], step1["ema"]).state_dict()
     for name, value in inference_tensors(start).items():         # one tiny warm-up step moves little
         torch.testing.assert_close(after[name], value, rtol=0.05, atol=0.05, msg=name)
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+
+def test_short_mel_windows_hear_the_phase_of_harmonics_that_long_ones_miss():
+    # The same 69 harmonics of 110 Hz, once in phase (a pulse train) and once with
+    # random phases: equal long-window spectra, different waveforms. Only windows
+    # shorter than a pitch period tell them apart, which is why mel_windows goes
+    # down to a few milliseconds.
+    t = torch.arange(16000) / 16000
+    harmonics = torch.arange(1, 70)[:, None]
+    phases = torch.rand(69, 1, generator=torch.Generator().manual_seed(0)) * 2 * math.pi
+    pulses = torch.cos(2 * math.pi * 110 * harmonics * t).mean(0)[None, None]
+    scrambled = torch.cos(2 * math.pi * 110 * harmonics * t + phases).mean(0)[None, None]
+
+    def mel_loss(windows: tuple[int, ...]) -> float:
+        return float(ReconstructionLoss(TrainConfig(mel_windows=windows)).mel(scrambled, pulses))
+
+    long_windows = max(mel_loss((w,)) for w in (512, 1024, 2048))
+    assert min(mel_loss((w,)) for w in (32, 64, 128)) > 20 * long_windows
+    assert mel_loss((32, 2048)) == pytest.approx((mel_loss((32,)) + mel_loss((2048,))) / 2)

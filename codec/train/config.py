@@ -48,6 +48,16 @@ class TrainConfig:
     stft_weight: float = 1.0
     mel_weight: float = 1.0
     waveform_weight: float = 0.1
+    # window lengths (samples) of the multi-scale log-mel loss; windows of a few
+    # milliseconds resolve single pitch pulses, which ties the phases of harmonics
+    mel_windows: tuple[int, ...] = (256, 512, 1024, 2048)
+    # adversarial training (adversarial.py): a multi-scale STFT discriminator judges
+    # the decoded audio; it trains with the same learning-rate schedule as the codec
+    adversarial: bool = False
+    adversarial_weight: float = 1.0
+    feature_matching_weight: float = 2.0
+    discriminator_channels: int = 32
+    discriminator_windows: tuple[int, ...] = (2048, 1024, 512, 256, 128)
     commit_weight: float = 1.0
 
     # bookkeeping

@@ -7,7 +7,7 @@ Files are found by walking each corpus's published directory layout; audio is
 never decoded, only its header read (``soundfile.info``) for the duration.
 torchaudio's dataset classes are used for one thing, downloading, and only when
 asked (``download=True``). Paths under the manifest's folder are written relative
-to it, others absolute, so ``codec.train.data.list_audio`` finds them either way.
+to it, others absolute, so ``codec.datasets.list_audio`` finds them either way.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import soundfile as sf
 
-from .data import AUDIO_SUFFIXES
+from ..datasets import AUDIO_SUFFIXES
 
 LIBRI_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other",
                  "train-clean-100", "train-clean-360", "train-other-500")

@@ -13,13 +13,11 @@ import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..audio import resample
-from ..datasets import AUDIO_SUFFIXES, list_audio  # noqa: F401  (re-exported)
 
 
 def split_files(files: Sequence[Path], valid_fraction: float) -> tuple[list[Path], list[Path]]:

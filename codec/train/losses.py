@@ -24,7 +24,7 @@ class ReconstructionLoss(nn.Module):
         self.config = config
         self.stft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[2048, 1024, 512], hop_sizes=[512, 256, 128], win_lengths=[2048, 1024, 512])
-        self.mel = MultiScaleMelLoss(config.model.sample_rate)
+        self.mel = MultiScaleMelLoss(config.model.sample_rate, config.mel_windows)
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         recon, target = recon.float(), target.float()

@@ -26,6 +26,7 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,9 +35,11 @@ from torch.utils.data import DataLoader
 
 from ..metrics import mel_distance, si_sdr
 from ..model import load_model
+from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import CropDataset, StepBatchSampler, list_audio, load_mono, split_files
+from ..datasets import list_audio
+from .data import CropDataset, StepBatchSampler, load_mono, split_files
 from .distributed import check_ranks_agree, save_rank_state
 from .export import inference_model, training_model
 from .losses import ReconstructionLoss
@@ -70,10 +73,32 @@ def ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Everything the ranks must agree on: parameters, buffers (codebooks) and the EMA."""
+@dataclass
+class Adversary:
+    """The discriminator of adversarial training, its DDP/compiled wrapper, and its optimiser."""
+
+    discriminator: MultiScaleSTFTDiscriminator
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
+    """The discriminator and its optimiser when ``c.adversarial``, else None."""
+    if not c.adversarial:
+        return None
+    discriminator = MultiScaleSTFTDiscriminator(c.discriminator_windows, c.discriminator_channels).to(device)
+    optimizer = torch.optim.AdamW(discriminator.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    return Adversary(discriminator, discriminator, optimizer)
+
+
+def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor],
+               adversary: Adversary | None = None) -> dict[str, torch.Tensor]:
+    """Everything the ranks must agree on: parameters, buffers (codebooks), the EMA and
+    the discriminator."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     state.update({f"ema.{k}": v for k, v in ema.items()})
+    if adversary is not None:
+        state.update({f"disc.{k}": v for k, v in adversary.discriminator.state_dict().items()})
     return state
 
 
@@ -102,9 +127,10 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
 
 
 def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tensor],
-               wav: torch.Tensor, step: int, rank: int, c: TrainConfig):
+               wav: torch.Tensor, step: int, rank: int, c: TrainConfig, adversary: Adversary | None = None):
     """One optimisation step on ``wav [B, 1, N]``; returns (loss, commit loss, loss parts,
-    gradient norm). ``train_model`` is ``model`` or its DDP/compiled wrapper."""
+    gradient norm). ``train_model`` is ``model`` or its DDP/compiled wrapper. With an
+    ``adversary`` the discriminator takes its step first, on the same batch."""
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, c)
     with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=c.bf16):
@@ -112,6 +138,12 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
     recon_loss, parts = loss_fn(recon, wav)
     commit = q.commit_losses.sum()
     loss = recon_loss + c.commit_weight * commit
+    if adversary is not None:
+        parts["discriminator"] = discriminator_step(adversary, wav, recon.detach(), step, c)
+        with torch.no_grad():
+            real = adversary.wrapped(wav)
+        parts["adversarial"], parts["feature_matching"] = generator_losses(real, adversary.wrapped(recon))
+        loss = loss + c.adversarial_weight * parts["adversarial"] + c.feature_matching_weight * parts["feature_matching"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
@@ -121,6 +153,26 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
             for name, p in model.named_parameters():
                 ema[name].lerp_(p.detach(), 1 - c.weight_ema)
     return loss, commit, parts, grad_norm
+
+
+def discriminator_step(adversary: Adversary, wav: torch.Tensor, decoded: torch.Tensor, step: int,
+                       c: TrainConfig) -> torch.Tensor:
+    """One discriminator update on real ``wav`` and ``decoded`` audio ``[B, 1, N]``; returns its loss.
+
+    Real and decoded audio go through in one batch: one forward, one backward.
+    """
+    for group in adversary.optimizer.param_groups:
+        group["lr"] = learning_rate(step, c)
+    judged = adversary.wrapped(torch.cat([wav, decoded]))
+    half = wav.shape[0]
+    real = [(logits[:half], []) for logits, _ in judged]
+    fake = [(logits[half:], []) for logits, _ in judged]
+    loss = discriminator_loss(real, fake)
+    adversary.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(adversary.discriminator.parameters(), c.grad_clip)
+    adversary.optimizer.step()
+    return loss.detach()
 
 
 def main(config: TrainConfig, resume: bool = False) -> None:
@@ -163,17 +215,24 @@ def _train(config: TrainConfig, resume: bool) -> None:
     model = training_model(c, start).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
+    adversary = build_adversary(c, device)    # drawn after the model, before a resume restores the RNG
     step = 0
     if resuming:
         saved = load_checkpoint(checkpoint_path)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        for group in optimizer.param_groups:     # the config given wins over the saved one
-            group.update(betas=tuple(c.betas), weight_decay=c.weight_decay)
         ema = {k: v.to(device) for k, v in saved["ema"].items()}
         torch.set_rng_state(saved["rng"])
         if device.type == "cuda" and saved.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(saved["rng_cuda"], device)
+        if adversary is not None and saved["discriminator"] is not None:
+            adversary.discriminator.load_state_dict(saved["discriminator"])
+            adversary.optimizer.load_state_dict(saved["discriminator_optimizer"])
+        elif adversary is not None and master:
+            print("the checkpoint has no discriminator: adversarial training starts with a fresh one")
+        for opt in (optimizer, adversary.optimizer) if adversary else (optimizer,):
+            for group in opt.param_groups:     # the config given wins over the saved one
+                group.update(betas=tuple(c.betas), weight_decay=c.weight_decay)
         step = saved["step"]
         if master:
             print(f"resumed from {checkpoint_path} at step {step}")
@@ -185,6 +244,9 @@ def _train(config: TrainConfig, resume: bool) -> None:
         # overwrite them with rank 0's buffers.
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        if adversary is not None:
+            adversary.wrapped = torch.nn.parallel.DistributedDataParallel(
+                adversary.discriminator, device_ids=[device.index] if device.type == "cuda" else None)
     if c.compile:
         train_model = torch.compile(train_model)
     loss_fn = ReconstructionLoss(c).to(device)
@@ -226,21 +288,23 @@ def _train(config: TrainConfig, resume: bool) -> None:
         """Collective (every rank calls it at the same step): all ranks hold the same state."""
         nonlocal checked_step
         if world_size > 1 and checked_step != step:
-            check_ranks_agree(full_state(model, ema), step)
+            check_ranks_agree(full_state(model, ema, adversary), step)
             checked_step = step
 
     def checkpoint() -> None:
         check_ranks()
         if master:
             save_checkpoint(checkpoint_path, step=step, config=c.to_dict(), model=model.state_dict(),
-                            ema=ema, optimizer=optimizer)
+                            ema=ema, optimizer=optimizer,
+                            discriminator=adversary.discriminator.state_dict() if adversary else None,
+                            discriminator_optimizer=adversary.optimizer if adversary else None)
 
     # -- the loop -----------------------------------------------------------------
     last_checkpoint = time.monotonic()
     model.train()
     for batch in loader:
         loss, commit, parts, grad_norm = train_step(train_model, model, loss_fn, optimizer, ema,
-                                                    batch.to(device), step, rank, c)
+                                                    batch.to(device), step, rank, c, adversary)
         step += 1
 
         if master:
@@ -287,7 +351,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
             break
 
     check_ranks()                       # at the end, unless the last step was just checked
-    save_rank_state(full_state(model, ema), rank)
+    save_rank_state(full_state(model, ema, adversary), rank)
     if master:
         progress.close()
         writer.close()

@@ -1,0 +1,87 @@
+"""Adversarial training: a multi-scale complex-STFT discriminator and its losses.
+
+Spectral losses compare magnitudes only, so they leave the decoder free to choose
+any phase; the shipped model's output is almost uncorrelated with its reference
+(SI-SDR about -20 dB, benchmarks/bottleneck.py) and sounds buzzy. A discriminator
+that sees the real and imaginary parts of the STFT at several resolutions judges
+phase as well as magnitude, and its feature-matching loss gives the decoder a
+dense, learned distance to the real signal. Off unless ``adversarial_weight > 0``.
+
+Losses are the hinge form: the discriminator pushes real logits above 1 and
+decoded ones below -1; the decoder pushes its logits above 1 and matches each
+discriminator layer's features on real audio (L1, relative to their mean size).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+# One discriminator output: the logits map and the feature maps before it.
+Judgement = tuple[torch.Tensor, list[torch.Tensor]]
+
+
+class STFTDiscriminator(nn.Module):
+    """Judges one STFT resolution: ``[B, 1, N] -> (logits [B, 1, T', F'], features)``.
+
+    The spectrogram enters as two channels (real, imaginary) over (time, frequency).
+    Convolutions dilate along time (1, 2, 4) to see a few tens of milliseconds and
+    halve the frequency axis at each of those layers.
+    """
+
+    def __init__(self, window: int, channels: int = 32) -> None:
+        super().__init__()
+        self.window = window
+        self.register_buffer("hann", torch.hann_window(window), persistent=False)
+        layers = [nn.Conv2d(2, channels, (3, 9), padding=(1, 4))]
+        for dilation in (1, 2, 4):
+            layers.append(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2),
+                                    dilation=(dilation, 1), padding=(dilation, 4)))
+        layers.append(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1)))
+        self.layers = nn.ModuleList(weight_norm(conv) for conv in layers)
+        self.logits = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, wav: torch.Tensor) -> Judgement:
+        spec = torch.stft(wav[:, 0].float(), self.window, self.window // 4, window=self.hann,
+                          normalized=True, return_complex=True)         # [B, F, T]
+        x = torch.view_as_real(spec).permute(0, 3, 2, 1)                 # [B, 2, T, F]
+        features = []
+        for conv in self.layers:
+            x = F.leaky_relu(conv(x), 0.2)
+            features.append(x)
+        return self.logits(x), features
+
+
+class MultiScaleSTFTDiscriminator(nn.Module):
+    """One ``STFTDiscriminator`` per window length: short windows see onsets and
+    pitch pulses, long ones harmonics. ``[B, 1, N] -> [Judgement] * len(windows)``."""
+
+    def __init__(self, windows: tuple[int, ...] = (2048, 1024, 512, 256, 128), channels: int = 32) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(STFTDiscriminator(w, channels) for w in windows)
+
+    def forward(self, wav: torch.Tensor) -> list[Judgement]:
+        return [scale(wav) for scale in self.scales]
+
+
+def discriminator_loss(real: list[Judgement], decoded: list[Judgement]) -> torch.Tensor:
+    """Hinge loss, mean over scales: 2 when every logit is 0, 0 once real > 1 and decoded < -1."""
+    total = sum(F.relu(1 - r).mean() + F.relu(1 + d).mean() for (r, _), (d, _) in zip(real, decoded))
+    return total / len(real)
+
+
+def generator_losses(real: list[Judgement], decoded: list[Judgement]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(adversarial, feature matching)``, each a mean over scales (and layers).
+
+    ``real`` should carry no gradient; the feature distance of each layer is
+    divided by the mean magnitude of its real features, so all layers count alike.
+    """
+    adversarial = sum(F.relu(1 - d).mean() for d, _ in decoded) / len(decoded)
+    matching, count = 0, 0
+    for (_, real_features), (_, decoded_features) in zip(real, decoded):
+        for r, d in zip(real_features, decoded_features):
+            matching = matching + (r - d).abs().mean() / r.abs().mean().clamp_min(1e-8)
+            count += 1
+    return adversarial, matching / count
