@@ -2,7 +2,7 @@
 
 Spectral losses compare magnitudes only, so they leave the decoder free to choose
 any phase; the shipped model's output is almost uncorrelated with its reference
-(SI-SDR about -20 dB, benchmarks/bottleneck.py) and sounds buzzy. A discriminator
+(SI-SDR about -20 dB, benchmarks/bottleneck.py). A discriminator
 that sees the real and imaginary parts of the STFT at several resolutions judges
 phase as well as magnitude, and its feature-matching loss gives the decoder a
 dense, learned distance to the real signal. Off unless ``adversarial_weight > 0``.
