@@ -33,7 +33,6 @@ from peak_memory import command_peak_mib  # noqa: E402
 from speed import speech, speech_clips  # noqa: E402
 
 
-
 def write_long_speech(path: str, minutes: float) -> None:
     """A 16 kHz 16-bit WAV of ``minutes`` of speech, written a block at a time."""
     clips = speech_clips()

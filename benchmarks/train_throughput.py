@@ -6,8 +6,9 @@
 Prints, for the recipe's model, batch size and crop length on random audio:
 steps/s and audio-seconds/s of the trainer's own step (``train.train_step``:
 forward, losses, backward, clipping, AdamW, weight EMA, codebook updates, and the
-discriminator's step with ``adversarial=true``) in float32, under bfloat16 autocast and with ``torch.compile`` (which may fail or
-take minutes to compile on a CPU: the error or the compile time is reported).
+discriminator's step with ``adversarial=true``) in float32, under bfloat16 autocast
+and with ``torch.compile`` (which may fail or take minutes to compile on a CPU: the
+error or the compile time is reported).
 Then the peak resident memory of a training process per batch size, each
 measured in a fresh subprocess, so allocations of one size do not hide those of
 another. The child reads its own high-water mark from /proc/self/status

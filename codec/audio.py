@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import AudioError
-from .rates import resampling_ratio
+from .rates import resampling_ratio, scaled_length
 from .fileio import STDIO, open_input
 
 # Output extension -> soundfile format, and the subtype each format gets by default.
@@ -271,7 +271,7 @@ class StreamingResampler:
     """
 
     def __init__(self, from_rate: int, to_rate: int, channels: int, unit_seconds: float = 0.02) -> None:
-        ratio = resampling_ratio(from_rate, to_rate)
+        ratio = self.ratio = resampling_ratio(from_rate, to_rate)
         self.identity = ratio == 1
         self.channels = channels
         self.samples_in = self.samples_out = 0
@@ -301,7 +301,7 @@ class StreamingResampler:
     def _units(self, final: bool) -> torch.Tensor:
         span = self.unit * self.orig                       # input samples one unit advances
         needed = span + 2 * self.width                     # input samples one unit reads
-        target = -(-self.samples_in * self.new // self.orig)   # rates.resampled_length, exactly
+        target = scaled_length(self.samples_in, self.ratio)
         outputs = []
         while True:
             if self.pending.shape[-1] < needed:

@@ -31,5 +31,9 @@ def resampling_ratio(from_rate: int, to_rate: int) -> Fraction:
 
 def resampled_length(samples: int, from_rate: int, to_rate: int) -> int:
     """How many samples ``samples`` become: ``ceil(samples * ratio)``."""
-    ratio = resampling_ratio(from_rate, to_rate)
+    return scaled_length(samples, resampling_ratio(from_rate, to_rate))
+
+
+def scaled_length(samples: int, ratio: Fraction) -> int:
+    """``ceil(samples * ratio)`` in exact integer arithmetic."""
     return -(-samples * ratio.numerator // ratio.denominator)

@@ -5,7 +5,7 @@ any phase; the shipped model's output is almost uncorrelated with its reference
 (SI-SDR about -20 dB, benchmarks/bottleneck.py). A discriminator
 that sees the real and imaginary parts of the STFT at several resolutions judges
 phase as well as magnitude, and its feature-matching loss gives the decoder a
-dense, learned distance to the real signal. Off unless ``adversarial_weight > 0``.
+dense, learned distance to the real signal. Off unless the config sets ``adversarial``.
 
 Losses are the hinge form: the discriminator pushes real logits above 1 and
 decoded ones below -1; the decoder pushes its logits above 1 and matches each

@@ -33,12 +33,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from ..datasets import list_audio
 from ..metrics import mel_distance, si_sdr
 from ..model import load_model
 from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from ..datasets import list_audio
 from .data import CropDataset, StepBatchSampler, load_mono, split_files
 from .distributed import check_ranks_agree, save_rank_state
 from .export import inference_model, training_model
@@ -80,6 +80,11 @@ class Adversary:
     discriminator: MultiScaleSTFTDiscriminator
     wrapped: torch.nn.Module
     optimizer: torch.optim.Optimizer
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, c: TrainConfig) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, c)
 
 
 def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
@@ -131,8 +136,7 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
     """One optimisation step on ``wav [B, 1, N]``; returns (loss, commit loss, loss parts,
     gradient norm). ``train_model`` is ``model`` or its DDP/compiled wrapper. With an
     ``adversary`` the discriminator takes its step first, on the same batch."""
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(step, c)
+    set_learning_rate(optimizer, step, c)
     with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=c.bf16):
         recon, q = train_model(wav, levels_per_item(step, rank, c).to(wav.device))
     recon_loss, parts = loss_fn(recon, wav)
@@ -161,8 +165,7 @@ def discriminator_step(adversary: Adversary, wav: torch.Tensor, decoded: torch.T
 
     Real and decoded audio go through in one batch: one forward, one backward.
     """
-    for group in adversary.optimizer.param_groups:
-        group["lr"] = learning_rate(step, c)
+    set_learning_rate(adversary.optimizer, step, c)
     judged = adversary.wrapped(torch.cat([wav, decoded]))
     half = wav.shape[0]
     real = [(logits[:half], []) for logits, _ in judged]
