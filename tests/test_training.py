@@ -31,9 +31,9 @@ from codec.model.files import inference_tensors
 from codec.train.checkpoint import load_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.distributed import checksums, first_disagreement
-from codec.train.export import inference_model
+from codec.train.export import inference_model, training_model
 from codec.train.losses import ReconstructionLoss
-from codec.train.train import learning_rate, levels_per_item
+from codec.train.train import ema_decay, learning_rate, levels_per_item
 from codec.train.train import main as train_main
 
 from .conftest import SAMPLES
@@ -366,6 +366,18 @@ def test_learning_rate_warms_up_then_decays_by_cosine_to_the_final_fraction():
     assert learning_rate(0, TrainConfig(lr=2e-3, warmup_steps=0, steps=100)) == pytest.approx(2e-3)
 
 
+def test_weight_ema_follows_the_weights_early_then_settles_at_its_decay():
+    c = TrainConfig(weight_ema=0.999)
+    decays = [ema_decay(s, c) for s in range(10_000)]
+    assert decays[0] == pytest.approx(0.1)
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert decays[-1] == 0.999                                  # from step 8991 on
+    # the share of the starting weights left in the EMA after 500 steps: a fixed
+    # 0.999 would keep 61%, so a fine-tune would export mostly what it started from
+    assert math.prod(decays[:500]) < 1e-3
+    assert ema_decay(0, TrainConfig(weight_ema=0.0)) == 0.0
+
+
 def test_quantizer_dropout_is_a_fraction_of_items_deterministic_per_step_and_rank():
     c = TrainConfig(batch_size=4000, quantizer_dropout=0.4, seed=3)
     c.model.levels = 8
@@ -425,11 +437,14 @@ def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_p
         training_model(wider, start)
 
     # and through the trainer: one step from the exported weights
-    run_training(config_file, tmp_path / "run", "steps=1", f"init_from={tiny_model_file}")
+    run_training(config_file, tmp_path / "run", "steps=1", "warmup_steps=1", f"init_from={tiny_model_file}")
     step1 = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
     assert step1["config"]["init_from"] == str(tiny_model_file)
     after = inference_model(c, step1["model"], step1["ema"]).state_dict()
-    for name, value in inference_tensors(start).items():         # one tiny warm-up step moves little
+    before = dict(training_model(c, start).named_parameters())
+    for name, ema in step1["ema"].items():                       # EMA after step 0: 0.1 old + 0.9 new
+        torch.testing.assert_close(ema, torch.lerp(before[name].detach(), step1["model"][name], 0.9), msg=name)
+    for name, value in inference_tensors(start).items():         # one step of lr 1e-3 moves little
         torch.testing.assert_close(after[name], value, rtol=0.05, atol=0.05, msg=name)
 
 

@@ -38,7 +38,8 @@ class TrainConfig:
     warmup_steps: int = 500
     lr_final_fraction: float = 0.05       # cosine decay to this fraction of lr
     grad_clip: float = 1.0
-    weight_ema: float = 0.999             # EMA of weights, used for export (0 disables)
+    weight_ema: float = 0.999             # EMA decay of the exported weights, reached after
+                                          # a ramp (train.ema_decay); 0 disables the EMA
     quantizer_dropout: float = 0.5        # fraction of each batch coded with 1..levels levels
     bf16: bool = False
     compile: bool = False

@@ -53,6 +53,18 @@ def learning_rate(step: int, c: TrainConfig) -> float:
     return c.lr * (c.lr_final_fraction + (1 - c.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def ema_decay(step: int, c: TrainConfig) -> float:
+    """The weight EMA's decay at ``step``: ``weight_ema``, capped by (1 + step) / (10 + step).
+
+    The EMA starts from the starting weights. At a fixed 0.999 it would still hold
+    0.999**500 = 61% of them after 500 steps, so a short run or fine-tune would export
+    and validate mostly the model it started from. The cap (0.1 at step 0, 0.98 at
+    step 500, 0.999 from step 8991) lets the EMA follow the weights early and average
+    them once training settles.
+    """
+    return min(c.weight_ema, (1 + step) / (10 + step))
+
+
 def levels_per_item(step: int, rank: int, c: TrainConfig) -> torch.Tensor:
     """Quantizer dropout: a ``quantizer_dropout`` share of the batch uses 1..levels levels.
 
@@ -155,7 +167,7 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
     if c.weight_ema:
         with torch.no_grad():
             for name, p in model.named_parameters():
-                ema[name].lerp_(p.detach(), 1 - c.weight_ema)
+                ema[name].lerp_(p.detach(), 1 - ema_decay(step, c))
     return loss, commit, parts, grad_norm
 
 
