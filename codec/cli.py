@@ -201,10 +201,12 @@ def train(config: str, overrides: tuple[str, ...], resume: bool) -> None:
 @click.argument("output")
 @click.option("--fp32", is_flag=True, help="Store float32 weights (default: float16, half the size).")
 @click.option("--name", default=None, help="Model name recorded in the file.")
-def export(checkpoint: str, output: str, fp32: bool, name: str | None) -> None:
+@click.option("--raw", is_flag=True,
+              help="Export the current weights, not their moving average (the default).")
+def export(checkpoint: str, output: str, fp32: bool, name: str | None, raw: bool) -> None:
     """Write the inference model of a training CHECKPOINT to OUTPUT (.safetensors)."""
     from .train.export import export as export_model
-    digest = export_model(checkpoint, output, fp16=not fp32, name=name)
+    digest = export_model(checkpoint, output, fp16=not fp32, name=name, ema=not raw)
     click.echo(f"{output}: fingerprint {digest[:16]}", err=True)
 
 

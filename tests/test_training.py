@@ -344,6 +344,13 @@ def test_export_then_encode_decode_with_the_exported_model(tmp_path, config_file
     assert rate == original_rate and decoded.shape == original.shape
     assert abs(decoded).max() > 0
 
+    # --raw: the current weights instead of their moving average
+    raw_path = tmp_path / "raw.safetensors"
+    cli_ok("export", checkpoint, raw_path, "--raw")
+    raw = inference_tensors(load_model(raw_path), torch.float16)
+    assert_same_tensors(raw, inference_tensors(inference_model(config, saved["model"]), torch.float16))
+    assert any(not torch.equal(raw[k], exported[k]) for k in raw)
+
     fp32_path = tmp_path / "exported32.safetensors"
     cli_ok("export", checkpoint, fp32_path, "--fp32")
     with safe_open(str(fp32_path), framework="pt") as f:

@@ -65,10 +65,12 @@ def inference_model(config: TrainConfig, state: dict[str, torch.Tensor],
 
 
 def export(checkpoint_path: str | Path, out_path: str | Path, fp16: bool = True,
-           name: str | None = None) -> str:
-    """Write the inference model of a checkpoint; returns its fingerprint."""
+           name: str | None = None, ema: bool = True) -> str:
+    """Write the inference model of a checkpoint, with its EMA weights or (``ema=False``)
+    the current ones; returns its fingerprint."""
     checkpoint = load_checkpoint(Path(checkpoint_path))
-    model = inference_model(TrainConfig.from_dict(checkpoint["config"]), checkpoint["model"], checkpoint["ema"])
+    model = inference_model(TrainConfig.from_dict(checkpoint["config"]), checkpoint["model"],
+                            checkpoint["ema"] if ema else None)
     if name:
         model.config.name = name
     return save_model(model, out_path, dtype=torch.float16 if fp16 else torch.float32)
