@@ -33,7 +33,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from ..audio import resample
 from ..datasets import list_audio
+from ..errors import CodecError
+from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..metrics import mel_distance, si_sdr
 from ..model import load_model
 from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
@@ -122,24 +125,37 @@ def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor],
 @torch.no_grad()
 def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
              ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``.
+    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``, and
+    PESQ-WB and STOI where their packages are installed (``codec[eval]``): the measures
+    of the project's bar, which mel distance does not always follow.
 
     Also returns audio examples to listen to: the first held-out clip as it is
     (``reference``) and as coded at each bitrate, each ``[samples]``.
     """
+    try:
+        metric_packages()
+        perceptual = True
+    except CodecError:
+        perceptual = False
     scores: dict[str, float] = {}
     clips = [load_mono(p, c.model.sample_rate)[: int(max_seconds * c.model.sample_rate)] for p in files]
     examples = {"reference": clips[0]}
     for kbps in c.valid_kbps:
         levels = model.levels_for_kbps(kbps)
-        mel, sdr = [], []
+        values: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq": [], "stoi": []}
         for clip in clips:
             out = model.decode_batch(model.encode_batch(clip[None, None], levels))[0, 0, : len(clip)]
-            mel.append(float(mel_distance(clip, out, c.model.sample_rate)))
-            sdr.append(float(si_sdr(clip, out)))
+            values["mel_distance"].append(float(mel_distance(clip, out, c.model.sample_rate)))
+            values["si_sdr"].append(float(si_sdr(clip, out)))
+            if perceptual:
+                ref, dec = (resample(x, c.model.sample_rate, SCORE_RATE).numpy() for x in (clip, out))
+                values["pesq"].append(pesq_wb(ref, dec))
+                values["stoi"].append(stoi(ref, dec))
             examples.setdefault(f"{kbps:g}kbps", out)
-        scores[f"mel_distance/{kbps:g}kbps"] = sum(mel) / len(mel)
-        scores[f"si_sdr/{kbps:g}kbps"] = sum(sdr) / len(sdr)
+        for name, found in values.items():
+            found = [v for v in found if not math.isnan(v)]    # PESQ and STOI refuse some clips
+            if found:
+                scores[f"{name}/{kbps:g}kbps"] = sum(found) / len(found)
     return scores, examples
 
 
