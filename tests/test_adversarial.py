@@ -24,6 +24,25 @@ def test_each_scale_judges_time_and_frequency_and_returns_its_features():
         assert len(features) == 5 and features[0].shape == (3, 8, frames, bins)
 
 
+def test_the_spectrum_is_compressed_in_magnitude_with_its_phase_kept():
+    # Raw, speech bins are far smaller than the first layer's biases; compressed by 0.3,
+    # a signal 100 times quieter is only 100 ** 0.3 = 4 times smaller, in the same phase.
+    scale = small_discriminator().scales[0]
+    wav = torch.randn(2, 1, 4000) * 0.5
+    loud = torch.view_as_complex(scale.spectrum(wav).permute(0, 3, 2, 1).contiguous())
+    quiet = torch.view_as_complex(scale.spectrum(wav / 100).permute(0, 3, 2, 1).contiguous())
+    audible = quiet.abs() > 2e-3 ** 0.3               # |X| > 2e-3: far above the 1e-4 smoothing floor
+    assert audible.float().mean() > 0.5
+    torch.testing.assert_close((loud.abs() / quiet.abs())[audible], torch.full_like(quiet.abs()[audible], 100 ** 0.3),
+                               rtol=2e-3, atol=0)
+    assert (loud * quiet.conj()).angle()[audible].abs().max() < 1e-3
+    raw = MultiScaleSTFTDiscriminator(windows=(512,), channels=8, magnitude_exponent=1).scales[0]
+    torch.testing.assert_close(raw.spectrum(wav / 100), raw.spectrum(wav) / 100)
+    silence = torch.zeros(1, 1, 4000, requires_grad=True)
+    scale.spectrum(silence).sum().backward()
+    assert torch.isfinite(silence.grad).all()
+
+
 def test_hinge_losses_at_their_reference_points():
     def judgement(value: float) -> list:
         return [(torch.full((2, 1, 4, 4), value), [torch.full((2, 3, 4, 4), value)])]
