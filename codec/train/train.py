@@ -139,18 +139,20 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
         perceptual = False
     scores: dict[str, float] = {}
     clips = [load_mono(p, c.model.sample_rate)[: int(max_seconds * c.model.sample_rate)] for p in files]
+    # PESQ-WB and STOI are defined at 16 kHz: the references are resampled once, not per bitrate
+    references = [resample(clip, c.model.sample_rate, SCORE_RATE).numpy() for clip in clips] if perceptual else []
     examples = {"reference": clips[0]}
     for kbps in c.valid_kbps:
         levels = model.levels_for_kbps(kbps)
         values: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq": [], "stoi": []}
-        for clip in clips:
+        for i, clip in enumerate(clips):
             out = model.decode_batch(model.encode_batch(clip[None, None], levels))[0, 0, : len(clip)]
             values["mel_distance"].append(float(mel_distance(clip, out, c.model.sample_rate)))
             values["si_sdr"].append(float(si_sdr(clip, out)))
             if perceptual:
-                ref, dec = (resample(x, c.model.sample_rate, SCORE_RATE).numpy() for x in (clip, out))
-                values["pesq"].append(pesq_wb(ref, dec))
-                values["stoi"].append(stoi(ref, dec))
+                decoded = resample(out, c.model.sample_rate, SCORE_RATE).numpy()
+                values["pesq"].append(pesq_wb(references[i], decoded))
+                values["stoi"].append(stoi(references[i], decoded))
             examples.setdefault(f"{kbps:g}kbps", out)
         for name, found in values.items():
             found = [v for v in found if not math.isnan(v)]    # PESQ and STOI refuse some clips
