@@ -1,4 +1,4 @@
-"""The `codec` command line: encode, decode, info, eval, train, export.
+"""The `codec` command line: encode, decode, info, eval, compare, train, export.
 
 Every user error is reported as one line on stderr with a non-zero exit; output
 files appear whole or not at all (see fileio.atomic_output).
@@ -179,6 +179,26 @@ def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_pat
                       log=lambda line: click.echo(f"codec eval: {line}", err=True))
     click.echo(result.summary_text)
     click.echo(f"wrote {result.csv_path}, {result.plot_path} and {result.html_path}", err=True)
+
+
+@main.command()
+@click.argument("base", metavar="BASE")
+@click.argument("other", metavar="OTHER")
+def compare(base: str, other: str) -> None:
+    """Compare two `codec eval` runs file by file: is OTHER better than BASE, beyond noise?
+
+    BASE and OTHER are `codec eval --out` folders (or their results.csv) scored on the same
+    files. For each system, bitrate and measure, prints both means and the mean per-file
+    difference with its standard error.
+    """
+    from pathlib import Path
+
+    from .evaluation.compare import format_comparison, paired_differences, read_results
+
+    differences = paired_differences(read_results(base), read_results(other))
+    if not differences:
+        raise CodecError(f"{base} and {other} share no scored file at any bitrate")
+    click.echo(format_comparison(differences, Path(base).name, Path(other).name))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

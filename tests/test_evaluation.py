@@ -240,3 +240,75 @@ def test_inference_side_never_imports_training():
     from codec.train import train
     assert train.list_audio is list_audio          # one implementation serves training and evaluation
 
+
+
+def _rows(system: str, kbps: float, pesq: dict[str, float]) -> list:
+    from codec.evaluation.report import Row
+
+    return [Row(name, system, kbps, kbps + 0.1, value, 0.8, 0.2, -3.0, 0.0, 1.0, 100) for name, value in pesq.items()]
+
+
+def test_results_csv_reads_back_as_written(tmp_path):
+    from codec.evaluation.compare import read_results
+    from codec.evaluation.report import write_csv
+
+    rows = _rows("codec", 6.0, {"a.flac": 2.25, "b.flac": float("nan")}) + _rows("opus", 8.0, {"a.flac": 3.5})
+    write_csv(rows, tmp_path / "results.csv")
+    back = read_results(tmp_path)                       # a folder means its results.csv
+    assert [(r.file, r.system, r.nominal_kbps, r.num_bytes) for r in back] == \
+        [(r.file, r.system, r.nominal_kbps, r.num_bytes) for r in rows]
+    assert back[0].pesq == 2.25 and np.isnan(back[1].pesq) and isinstance(back[0].num_bytes, int)
+
+
+def test_paired_differences_pair_files_and_skip_what_only_one_run_scored():
+    from codec.evaluation.compare import paired_differences
+
+    base = _rows("codec", 6.0, {"a": 1.0, "b": 2.0, "c": 3.0, "d": 2.0, "only-base": 4.0})
+    other = _rows("codec", 6.0, {"a": 1.1, "b": 2.2, "c": 3.3, "d": float("nan"), "only-other": 1.0})
+    other += _rows("codec", 12.0, {"a": 5.0})           # a bitrate the base never scored
+    (pesq,) = [p for p in paired_differences(base, other) if p.metric == "pesq"]
+    assert (pesq.system, pesq.nominal_kbps, pesq.files) == ("codec", 6.0, 3)
+    assert (pesq.base, pesq.other) == pytest.approx((2.0, 2.2))
+    assert pesq.difference == pytest.approx(0.2)
+    # the spread of the per-file differences (0.1, 0.2, 0.3), not of the scores themselves
+    assert pesq.standard_error == pytest.approx(0.1 / np.sqrt(3))
+
+
+def test_compare_says_which_run_is_better_beyond_noise(tmp_path):
+    from codec.evaluation.report import write_csv
+
+    scores = {f"f{i}": 1.0 + 0.1 * i for i in range(10)}
+    write_csv(_rows("codec", 6.0, scores), tmp_path / "old.csv")
+    write_csv(_rows("codec", 6.0, {k: v + 0.05 + 0.001 * (i % 3) for i, (k, v) in enumerate(scores.items())}),
+              tmp_path / "new.csv")
+    result = run("compare", tmp_path / "old.csv", tmp_path / "new.csv")
+    assert result.exit_code == 0, result.stderr
+    (line,) = [l for l in result.stdout.splitlines() if "PESQ-WB" in l]
+    assert line.split()[-4:] == ["+0.051", "±", "0.000", "better"]
+    result = run("compare", tmp_path / "new.csv", tmp_path / "old.csv")
+    assert [l for l in result.stdout.splitlines() if "PESQ-WB" in l][0].endswith("worse")
+    (stoi,) = [l for l in result.stdout.splitlines() if "STOI" in l]
+    assert stoi.endswith("~")                           # identical scores: no verdict
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.csv", "cannot read"),
+    (lambda d: (d / "x.csv").write_text("a,b\n1,2\n") and d / "x.csv", "not a results.csv"),
+    (lambda d: (d / "x.bin").write_bytes(b"\xff\xfe\x00") and d / "x.bin", "not a results.csv"),
+])
+def test_compare_user_errors_are_one_line(tmp_path, make, message):
+    from codec.evaluation.report import write_csv
+
+    write_csv(_rows("codec", 6.0, {"a": 1.0}), tmp_path / "ok.csv")
+    result = run("compare", tmp_path / "ok.csv", make(tmp_path))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_compare_of_runs_without_a_common_file_is_one_line(tmp_path):
+    from codec.evaluation.report import write_csv
+
+    write_csv(_rows("codec", 6.0, {"a": 1.0}), tmp_path / "one.csv")
+    write_csv(_rows("codec", 6.0, {"b": 1.0}), tmp_path / "two.csv")
+    result = run("compare", tmp_path / "one.csv", tmp_path / "two.csv")
+    assert result.exit_code == 1 and "share no scored file" in result.stderr
