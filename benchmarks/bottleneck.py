@@ -25,25 +25,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
-from codec.datasets import list_audio  # noqa: E402
+from benchmarks.dev_sample import add_sample_arguments, sample_files  # noqa: E402
 from codec.evaluation.run import load_reference, parse_kbps  # noqa: E402
 from codec.evaluation.scores import score  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("refs", nargs="?", default="../shared/corpus/dev")
-    parser.add_argument("--model", default=None)
+    add_sample_arguments(parser, limit=24, threads=2)
     parser.add_argument("--kbps", default="1.5,3,6,16")
-    parser.add_argument("--limit", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model = codec.load_model(args.model)
-    files = list_audio(args.refs)
-    files = files[::max(1, len(files) // args.limit)][:args.limit]   # spread over speakers
+    files = sample_files(args.refs, args.limit)
     kbps = parse_kbps(args.kbps)
     rows: dict[str, list] = {"continuous": []} | {f"{k:g} kbps": [] for k in kbps}
     for path in files:

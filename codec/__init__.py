@@ -15,16 +15,21 @@ import io
 import numpy as np
 import torch
 
+from . import loudness
 from .errors import AudioError, BitrateError, BitstreamError, CodecError, ModelError
 from .model import CodecConfig, CodecModel, load_model, save_model
 
-__all__ = ["load_model", "save_model", "compress", "decompress", "CodecModel", "CodecConfig",
+__all__ = ["load_model", "save_model", "compress", "decompress", "loudness", "CodecModel", "CodecConfig",
            "CodecError", "AudioError", "BitrateError", "BitstreamError", "ModelError"]
 
 
 def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0,
-             model: CodecModel | str | None = None) -> bytes:
-    """Encode ``wav`` (``[samples]`` or ``[channels, samples]``) into .rvq bytes."""
+             model: CodecModel | str | None = None, normalize: bool = True) -> bytes:
+    """Encode ``wav`` (``[samples]`` or ``[channels, samples]``) into .rvq bytes.
+
+    With ``normalize`` the audio is coded at the level the model was trained at, and
+    the gain recorded in the stream is undone by `decompress` (codec.loudness).
+    """
     from .audio import check_audio
     from .coding import encode_to
 
@@ -33,7 +38,7 @@ def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0
     wav = wav[None] if wav.dim() == 1 else wav
     check_audio(wav.numpy(), "audio", reject_silence=False)
     out = io.BytesIO()
-    encode_to(out, model, wav, sample_rate, kbps)
+    encode_to(out, model, wav, sample_rate, kbps, normalize=normalize)
     return out.getvalue()
 
 

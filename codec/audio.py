@@ -67,6 +67,10 @@ class AudioReader:
         if self.rate <= 0:
             raise AudioError(f"{name} has an invalid sample rate ({self.rate} Hz)")
 
+    def rewind(self) -> None:
+        """Go back to the first sample, to read the audio again (open_audio's sources can seek)."""
+        self.sound.seek(0)
+
     def blocks(self, seconds: float = 1.0) -> Iterator[np.ndarray]:
         size = max(1, int(seconds * self.rate))
         while True:

@@ -3,7 +3,7 @@
 A stream is a 42-byte header, then packets of up to ``frames_per_packet`` frames,
 then an end packet that gives the exact length of the original audio::
 
-    header   "RVQC" version flags bits levels channels 0 hop rate orig_rate
+    header   "RVQC" version flags bits levels channels gain hop rate orig_rate
              num_samples fingerprint frames_per_packet crc32          (42 bytes)
     packet   u16 n (1..frames_per_packet) | n frames of codes, `bits` bits each,
              MSB first, zero-padded to a byte | crc32 of count + payload
@@ -31,13 +31,16 @@ from .errors import BitstreamError
 from .rates import resampled_length
 
 MAGIC = b"RVQC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)   # version 1 had no gain: its byte 9 is 0, which reads as 0 dB
+GAIN_STEP_DB = 0.5           # the header's gain is a signed byte of 0.5 dB steps:
+MIN_GAIN_DB, MAX_GAIN_DB = -128 * GAIN_STEP_DB, 127 * GAIN_STEP_DB   # -64 to 63.5 dB
 UNKNOWN_LENGTH = 0xFFFF_FFFF_FFFF_FFFF  # num_samples sentinel: "see the end packet"
 HEADER_SIZE = 42
 # Rates above this are refused: a decoder restores the original rate, and a forged
 # header must not make it produce gigasamples per second of output.
 MAX_SAMPLE_RATE = 768_000
-_HEADER = struct.Struct("<4sBBBBBBHIIQ8sH")  # the 38 bytes the header CRC covers
+_HEADER = struct.Struct("<4sBBBBBbHIIQ8sH")  # the 38 bytes the header CRC covers
 _COUNT = struct.Struct("<H")
 _CRC = struct.Struct("<I")
 _END = struct.Struct("<HQ")
@@ -57,6 +60,8 @@ class StreamHeader:
     original_sample_rate: int   # the rate of the audio that was encoded
     num_samples: int | None     # its exact length at that rate; None = unknown until the end packet
     frames_per_packet: int = 50
+    # the gain the encoder applied before coding (codec.loudness); the decoder divides it out
+    gain_db: float = 0.0
 
     def problem(self) -> str | None:
         """Why these fields cannot be written or decoded, or None if they can."""
@@ -70,6 +75,9 @@ class StreamHeader:
         for name, value, low, high in checks:
             if not isinstance(value, int) or not low <= value <= high:
                 return f"{name} {value} is outside {low}..{high}"
+        if not (isinstance(self.gain_db, (int, float)) and MIN_GAIN_DB <= self.gain_db <= MAX_GAIN_DB
+                and float(self.gain_db / GAIN_STEP_DB).is_integer()):
+            return f"gain {self.gain_db} dB is not a multiple of {GAIN_STEP_DB} dB in {MIN_GAIN_DB}..{MAX_GAIN_DB}"
         n = self.num_samples
         if n is not None and (not isinstance(n, int) or not 0 <= n < UNKNOWN_LENGTH):
             return f"num_samples {n} is not a sample count"
@@ -80,7 +88,8 @@ class StreamHeader:
         if (why := self.problem()) is not None:
             raise ValueError(f"invalid stream header: {why}")
         n = UNKNOWN_LENGTH if self.num_samples is None else self.num_samples
-        body = _HEADER.pack(MAGIC, VERSION, 0, self.codebook_bits, self.levels, self.channels, 0,
+        body = _HEADER.pack(MAGIC, VERSION, 0, self.codebook_bits, self.levels, self.channels,
+                            round(self.gain_db / GAIN_STEP_DB),
                             self.hop, self.sample_rate, self.original_sample_rate, n,
                             self.fingerprint, self.frames_per_packet)
         return body + _CRC.pack(zlib.crc32(body))
@@ -96,21 +105,21 @@ class StreamHeader:
         # The version comes before the CRC: a newer layout may put its CRC elsewhere.
         if len(data) > 4 and data[4] > VERSION:
             raise BitstreamError(f"this bitstream was made by a newer codec, format version {data[4]}; "
-                                 f"this codec reads version {VERSION}")
-        if len(data) > 4 and data[4] != VERSION:
+                                 f"this codec reads versions up to {VERSION}")
+        if len(data) > 4 and data[4] not in READABLE_VERSIONS:
             raise BitstreamError(f"not a .rvq bitstream: unknown format version {data[4]}")
         if len(data) < HEADER_SIZE:
             raise BitstreamError(f"truncated bitstream: ends inside the header "
                                  f"({len(data)} of {HEADER_SIZE} bytes)")
         if zlib.crc32(data[:-4]) != _CRC.unpack_from(data, HEADER_SIZE - 4)[0]:
             raise BitstreamError("corrupt bitstream: the header fails its CRC check")
-        (_, _, flags, bits, levels, channels, reserved, hop, rate, orig_rate, n, fingerprint,
+        (_, version, flags, bits, levels, channels, gain, hop, rate, orig_rate, n, fingerprint,
          fpp) = _HEADER.unpack_from(data)
-        if flags or reserved:
+        if flags or (version == 1 and gain):
             raise BitstreamError("bitstream header sets reserved fields: it was made by an "
                                  "incompatible codec")
         header = cls(fingerprint, rate, hop, bits, levels, channels, orig_rate,
-                     None if n == UNKNOWN_LENGTH else n, fpp)
+                     None if n == UNKNOWN_LENGTH else n, fpp, gain * GAIN_STEP_DB)
         if (why := header.problem()) is not None:
             raise BitstreamError(f"corrupt bitstream header: {why}")
         return header

@@ -57,25 +57,41 @@ def describe(kbps: float, levels: int, seconds: float, size: int) -> str:
 @click.argument("input_path", metavar="INPUT")
 @click.argument("output_path", metavar="OUTPUT")
 @click.option("--kbps", type=float, default=6.0, show_default=True, help="Target bitrate.")
+@click.option("--no-normalize", is_flag=True,
+              help="Code the audio at its own level instead of the model's (-20 dBFS for speech16k).")
 @model_option
 @force_option
-def encode(input_path: str, output_path: str, kbps: float, model_path: str | None, force: bool) -> None:
-    """Encode an audio file (WAV, FLAC, OGG; '-' for stdin) into a .rvq bitstream ('-' for stdout)."""
+def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, model_path: str | None,
+           force: bool) -> None:
+    """Encode an audio file (WAV, FLAC, OGG; '-' for stdin) into a .rvq bitstream ('-' for stdout).
+
+    The audio is scaled to the level the model was trained at, and the gain is
+    recorded in the stream for the decoder to undo (see codec.loudness).
+    """
     from .audio import open_audio
     from .coding import encode_stream
     from .fileio import atomic_output, refuse_same_file
+    from .loudness import LoudnessMeter
     from .model import load_model
 
     refuse_same_file(input_path, output_path)
     model = load_model(model_path)
     levels = model.levels_for_kbps(kbps)           # a bad bitrate fails before any reading
     counter = _CountingWriter()
-    with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f, \
-            progress(audio.frames and audio.frames / audio.rate, "encode") as bar:
+    with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f:
+        gain = 0.0
+        if not no_normalize:                      # a first pass measures the level
+            meter = LoudnessMeter(audio.rate)
+            for block in audio.blocks():
+                meter.push(block)
+            audio.rewind()
+            gain = meter.gain_db(model.config.input_dbfs)
         counter.inner = f
-        blocks = (bar.advance(block, audio.rate) for block in audio.blocks())
-        header = encode_stream(counter, model, blocks, audio.rate, audio.channels, kbps,
-                               num_samples=audio.frames, reject_silence=True, name=audio.name)
+        with progress(audio.frames and audio.frames / audio.rate, "encode") as bar:
+            blocks = (bar.advance(block, audio.rate) for block in audio.blocks())
+            header = encode_stream(counter, model, blocks, audio.rate, audio.channels, kbps,
+                                   num_samples=audio.frames, reject_silence=True, name=audio.name,
+                                   gain_db=gain)
     seconds = header.num_samples / audio.rate
     click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size)}", err=True)
 
@@ -142,6 +158,7 @@ def info(input_path: str) -> None:
         ("sample rate", f"{h.original_sample_rate} Hz original, {h.sample_rate} Hz coded"),
         ("channels", str(h.channels)),
         ("levels", f"{h.levels} x {h.codebook_bits} bits"),
+        ("gain", f"{h.gain_db:+g} dB before coding, undone by the decoder"),
         ("frames", f"{frames} ({h.frame_rate:g}/s, hop {h.hop}), {packets} packets"),
         ("bitrate", f"{h.nominal_kbps:.2f} kbps nominal, {len(data) * 8 / max(seconds, 1e-9) / 1000:.2f} kbps on disk"),
         ("size", f"{len(data)} bytes: {HEADER_SIZE} header, {payload_bits / 8:.0f} codes, "
@@ -164,8 +181,9 @@ def info(input_path: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Evaluate the first N files only.")
 @click.option("--listen", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
               help="Files that get audio players on the listening page.")
+@click.option("--no-normalize", is_flag=True, help="Code each file at its own level, not the model's.")
 def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_path: str | None,
-          limit: int | None, listen: int) -> None:
+          limit: int | None, listen: int, no_normalize: bool) -> None:
     """Score the codec against Opus and Codec2 on REFS (a folder of audio or a TSV manifest).
 
     Every file is coded at each bitrate and scored (PESQ-WB, STOI, log-mel L1, SI-SDR) against
@@ -175,7 +193,7 @@ def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_pat
     from .evaluation import evaluate, parse_baselines, parse_kbps
 
     result = evaluate(refs, out_dir, kbps=parse_kbps(kbps_spec), baselines=parse_baselines(baseline_spec),
-                      model=model_path, limit=limit, listen=listen,
+                      model=model_path, limit=limit, listen=listen, normalize=not no_normalize,
                       log=lambda line: click.echo(f"codec eval: {line}", err=True))
     click.echo(result.summary_text)
     click.echo(f"wrote {result.csv_path}, {result.plot_path} and {result.html_path}", err=True)

@@ -12,6 +12,7 @@ import torch
 from .audio import MAX_CHANNELS, StreamingResampler, is_silent
 from .bitstream import MAX_SAMPLE_RATE, BitstreamReader, BitstreamWriter, StreamHeader
 from .errors import AudioError, BitstreamError, ModelError
+from .loudness import amplitude, gain_db
 from .model import CodecModel
 from .model.files import find_shipped_model, load_model
 
@@ -24,24 +25,31 @@ def stream_fingerprint(model: CodecModel) -> bytes:
 
 
 def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sample_rate: int,
-              kbps: float) -> StreamHeader:
-    """Encode ``wav [channels, samples]`` at ``sample_rate`` into ``f`` at ``kbps``."""
+              kbps: float, normalize: bool = True) -> StreamHeader:
+    """Encode ``wav [channels, samples]`` at ``sample_rate`` into ``f`` at ``kbps``.
+
+    With ``normalize``, the audio is coded at the model's level (codec.loudness).
+    """
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.dim() == 1:
         wav = wav[None]
-    return encode_stream(f, model, [wav], sample_rate, wav.shape[0], kbps, num_samples=wav.shape[1])
+    gain = gain_db(wav, sample_rate, model.config.input_dbfs) if normalize else 0.0
+    return encode_stream(f, model, [wav], sample_rate, wav.shape[0], kbps, num_samples=wav.shape[1],
+                         gain_db=gain)
 
 
 def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | torch.Tensor],
                   sample_rate: int, channels: int, kbps: float, num_samples: int | None = None,
-                  reject_silence: bool = False, name: str = "the audio") -> StreamHeader:
+                  reject_silence: bool = False, name: str = "the audio", gain_db: float = 0.0) -> StreamHeader:
     """Encode audio that arrives in ``blocks [channels, n]`` into ``f``, a packet at a time;
     returns the header with the length that was read.
 
     Memory stays constant whatever the length: each block is resampled, encoded and
     written before the next is read. ``num_samples`` goes into the header when
     known in advance (a file); a pipe's length is recorded by the end packet only.
-    The codes equal ``model.encode`` of the whole audio, however it is cut into blocks.
+    The codes equal ``model.encode`` of the whole audio scaled by ``gain_db``, however
+    it is cut into blocks; the gain goes into the header (a multiple of 0.5 dB, see
+    codec.loudness for the gain that suits the model).
     """
     levels = model.levels_for_kbps(kbps)
     if channels > MAX_CHANNELS:
@@ -51,7 +59,10 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     header = StreamHeader(
         fingerprint=stream_fingerprint(model), sample_rate=model.sample_rate, hop=model.hop,
         codebook_bits=model.config.codebook_bits, levels=levels, channels=channels,
-        original_sample_rate=sample_rate, num_samples=num_samples)
+        original_sample_rate=sample_rate, num_samples=num_samples, gain_db=gain_db)
+    if (why := header.problem()) is not None:
+        raise ValueError(f"cannot encode: {why}")
+    scale = amplitude(gain_db)
     writer = BitstreamWriter(f, header)
     resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
     encoder = model.streaming_encoder(levels=levels, channels=channels)
@@ -61,7 +72,7 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
         if not torch.isfinite(block).all():
             raise AudioError(f"{name} contains NaN or infinite samples")
         audible = audible or not is_silent(block)
-        writer.write(encoder.push(resampler.push(block)).numpy())
+        writer.write(encoder.push(resampler.push(block * scale if scale != 1 else block)).numpy())
     if resampler.samples_in == 0:
         raise AudioError(f"{name} contains no audio samples")
     if reject_silence and not audible:
@@ -142,6 +153,7 @@ class DecodedStream:
         decoder = model.streaming_decoder(self.channels)
         resampler = StreamingResampler(model.sample_rate, self.rate, self.channels)
         hold = math.ceil(h.hop * self.rate / model.sample_rate) + 2   # covers the padding of the last frame
+        unscale = 1 / amplitude(h.gain_db)                            # undo the encoder's gain
         held = torch.zeros(self.channels, 0)
         emitted = 0
         # With the length in the header, nothing past it is ever emitted (with a rounded
@@ -158,6 +170,8 @@ class DecodedStream:
                 decoder = model.streaming_decoder(self.channels)
             else:
                 audio = decoder.push(torch.from_numpy(codes))
+                if unscale != 1:
+                    audio = audio * unscale
             held = torch.cat([held, resampler.push(audio)], dim=-1)
             if held.shape[-1] > hold:
                 out, held = held[:, :-hold], held[:, -hold:]

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import codec
 from codec.errors import BitrateError, ModelError
+from codec.loudness import LoudnessMeter, amplitude, gain_db
 from codec.model import load_model, save_model
 
 from .conftest import speech_like, tiny_config
@@ -51,8 +52,35 @@ def test_stream_codes_match_model_codes(tiny_model_file):
     model = load_model(tiny_model_file)
     wav = speech_like(1.0)
     data = codec.compress(wav, 16000, kbps=2.4, model=model)
-    _, codes, num_samples = decode_bytes(data)
+    header, codes, num_samples = decode_bytes(data)
     assert num_samples == 16000
+    assert header.gain_db == gain_db(wav, 16000, model.config.input_dbfs) != 0
+    assert np.array_equal(codes, model.encode(wav * amplitude(header.gain_db), 16000, kbps=2.4).numpy())
+
+
+@pytest.mark.parametrize("level_db", [-45, -20, -6])
+def test_compress_codes_at_the_models_level_and_decompress_restores_the_input_level(tiny_model_file, level_db):
+    from codec.bitstream import decode_bytes
+    model = load_model(tiny_model_file)
+    wav = speech_like(1.0)
+    wav = wav * (10 ** (level_db / 20) / np.sqrt(np.mean(wav ** 2)))
+    data = codec.compress(wav, 16000, kbps=2.4, model=model)
+    header, codes, _ = decode_bytes(data)
+    meter = LoudnessMeter(16000)
+    meter.push(wav * amplitude(header.gain_db))
+    assert model.config.input_dbfs - 0.5 < meter.level_dbfs <= model.config.input_dbfs
+    audio, _ = codec.decompress(data, model=model)
+    # the decoder's output, scaled back by exactly the recorded gain
+    expected = model.decode(torch.from_numpy(codes))[:, :16000] / amplitude(header.gain_db)
+    torch.testing.assert_close(audio, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_compress_without_normalize_codes_the_audio_as_given(tiny_model_file):
+    from codec.bitstream import decode_bytes
+    model = load_model(tiny_model_file)
+    wav = speech_like(1.0) * 0.01
+    header, codes, _ = decode_bytes(codec.compress(wav, 16000, kbps=2.4, model=model, normalize=False))
+    assert header.gain_db == 0
     assert np.array_equal(codes, model.encode(wav, 16000, kbps=2.4).numpy())
 
 

@@ -111,9 +111,9 @@ def test_empty_stream_round_trips():
 
 def test_header_round_trip_and_fields():
     h = header(codebook_bits=16, levels=255, channels=255, hop=65535, sample_rate=768_000,
-               original_sample_rate=44100, num_samples=2**63, frames_per_packet=65535)
+               original_sample_rate=44100, num_samples=2**63, frames_per_packet=65535, gain_db=-64.0)
     data = h.to_bytes()
-    assert len(data) == HEADER_SIZE == 42 and data[:4] == b"RVQC" and data[4] == 1
+    assert len(data) == HEADER_SIZE == 42 and data[:4] == b"RVQC" and data[4] == 2
     assert StreamHeader.from_bytes(data) == h
     unknown = header(num_samples=None).to_bytes()
     assert unknown[20:28] == b"\xff" * 8
@@ -125,15 +125,33 @@ def test_header_round_trip_and_fields():
 
 def test_header_layout_is_little_endian_at_documented_offsets():
     data = header(codebook_bits=10, levels=12, channels=2, hop=320, sample_rate=16000,
-                  original_sample_rate=44100, num_samples=441000, frames_per_packet=50).to_bytes()
-    assert struct.unpack_from("<BBBBBBHIIQ8sHI", data, 4) == (
-        1, 0, 10, 12, 2, 0, 320, 16000, 44100, 441000, FP, 50, zlib.crc32(data[:38]))
+                  original_sample_rate=44100, num_samples=441000, frames_per_packet=50,
+                  gain_db=-7.5).to_bytes()
+    assert struct.unpack_from("<BBBBBbHIIQ8sHI", data, 4) == (
+        2, 0, 10, 12, 2, -15, 320, 16000, 44100, 441000, FP, 50, zlib.crc32(data[:38]))
+
+
+@pytest.mark.parametrize("gain", [63.5, -64.0, 0.0, 12.5])
+def test_gain_round_trips_in_half_decibel_steps(gain):
+    assert StreamHeader.from_bytes(header(gain_db=gain).to_bytes()).gain_db == gain
+
+
+def test_a_version_1_stream_still_reads_with_no_gain():
+    data, codes = small_stream()
+    v1 = reseal_header(data, 4, 1)                     # what the codec wrote before the gain byte
+    got_header, got_codes, _ = decode_bytes(v1)
+    assert got_header.gain_db == 0.0
+    np.testing.assert_array_equal(got_codes, codes)
+    # version 1 kept byte 9 at zero; a version-1 stream with it set is not ours
+    assert "reserved" in bad(reseal_header(v1, 9, 3))
 
 
 @pytest.mark.parametrize("bad_field", [dict(codebook_bits=0), dict(codebook_bits=17), dict(levels=0),
                                        dict(channels=0), dict(hop=0), dict(sample_rate=0),
                                        dict(original_sample_rate=0), dict(frames_per_packet=0),
-                                       dict(fingerprint=b"short"), dict(num_samples=-1)])
+                                       dict(fingerprint=b"short"), dict(num_samples=-1),
+                                       dict(gain_db=0.25), dict(gain_db=64.0), dict(gain_db=-64.5),
+                                       dict(gain_db=float("nan"))])
 def test_writer_refuses_invalid_headers(bad_field):
     with pytest.raises(ValueError):
         BitstreamWriter(io.BytesIO(), header(**bad_field))
@@ -175,9 +193,9 @@ def test_rejects_what_is_not_a_stream():
 
 def test_rejects_a_newer_version():
     data, _ = small_stream()
-    message = bad(reseal_header(data, 4, 2))
-    assert message == ("this bitstream was made by a newer codec, format version 2; "
-                       "this codec reads version 1")
+    message = bad(reseal_header(data, 4, 3))
+    assert message == ("this bitstream was made by a newer codec, format version 3; "
+                       "this codec reads versions up to 2")
     # Even with a header CRC that no longer fits (the layout may have changed), the version wins.
     assert "newer codec, format version 7" in bad(data[:4] + b"\x07" + data[5:])
 
@@ -192,7 +210,7 @@ def test_header_crc_catches_any_changed_byte(offset):
 
 @pytest.mark.parametrize("offset,value,word", [(6, 0, "codebook bits"), (6, 17, "codebook bits"),
                                                (7, 0, "levels"), (8, 0, "channels"), (10, 0, "hop"),
-                                               (5, 1, "reserved"), (9, 1, "reserved")])
+                                               (5, 1, "reserved")])
 def test_rejects_absurd_header_fields_even_with_a_valid_crc(offset, value, word):
     data, _ = small_stream()
     data = reseal_header(data, offset, value)

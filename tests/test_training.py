@@ -306,9 +306,15 @@ def cli_ok(*args) -> str:
     return result.stdout
 
 
+def test_configs_from_before_the_model_carried_its_level_still_load():
+    old = TrainConfig.from_dict({"target_dbfs": -23.0, "model": {"channels": 8}})
+    assert old.model.input_dbfs == -23.0 and old.model.channels == 8
+    assert TrainConfig.from_dict({}).model.input_dbfs == -20.0
+
+
 def test_export_then_encode_decode_with_the_exported_model(tmp_path, config_file):
     run_dir = tmp_path / "run"
-    config = TrainConfig.load(config_file, [f"run_dir={run_dir}", "steps=2"])
+    config = TrainConfig.load(config_file, [f"run_dir={run_dir}", "steps=2", "model.input_dbfs=-23"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
     try:
@@ -330,6 +336,7 @@ def test_export_then_encode_decode_with_the_exported_model(tmp_path, config_file
     expected = inference_tensors(inference_model(config, saved["model"], saved["ema"]), torch.float16)
     model = load_model(model_path)
     assert model.fingerprint == fingerprint and model.config.name == "tiny-export"
+    assert model.config.input_dbfs == -23       # the level it trained at travels with it, for the encoder
     exported = inference_tensors(model, torch.float16)
     assert_same_tensors(exported, expected)
 

@@ -86,9 +86,9 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
         write_audio(f, wav, SCORE_RATE)
 
 
-def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float) -> tuple[np.ndarray, int]:
+def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool) -> tuple[np.ndarray, int]:
     """``reference [N]`` coded to a .rvq stream and back: ``(decoded [N], stream size in bytes)``."""
-    data = compress(reference, SCORE_RATE, kbps=kbps, model=model)
+    data = compress(reference, SCORE_RATE, kbps=kbps, model=model, normalize=normalize)
     decoded, _ = decompress(data, model=model, sample_rate=SCORE_RATE)
     return decoded[0].numpy(), len(data)
 
@@ -96,7 +96,7 @@ def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float) -> tuple[n
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
              baselines: Sequence[Baseline] = (), model: CodecModel | str | None = None,
              limit: int | None = None, listen: int = 5, log: Callable[[str], None] = print,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, normalize: bool = True) -> EvalResult:
     """Code and score every file of ``refs`` (a folder or a manifest); write the reports to ``out_dir``.
 
     Args:
@@ -110,6 +110,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
         listen: how many files get WAVs and players on the listening page.
         log: where notices (skipped baselines) go.
         progress: show a progress bar (on a terminal).
+        normalize: code each file at the model's level, as `codec encode` does (codec.loudness).
     """
     metric_packages()                                   # fail before any work if PESQ/STOI are missing
     model = model if isinstance(model, CodecModel) else load_model(model)
@@ -171,7 +172,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
                 bar.update(1)
 
             for rate in rates:
-                decoded, size = _code_ours(model, reference, rate)
+                decoded, size = _code_ours(model, reference, rate, normalize)
                 record(OURS, rate, decoded, size, delayed=False)
             for b in active:
                 for rate in b.kbps:

@@ -40,6 +40,9 @@ class CodecConfig:
     residual_kernel_size: int = 3
     ema_decay: float = 0.99
     dead_code_fraction: float = 0.1
+    # the loudness (dBFS) of the speech it was trained on; `codec.compress` and
+    # `codec encode` scale their input to it (codec.loudness)
+    input_dbfs: float = -20.0
 
     @property
     def hop(self) -> int:

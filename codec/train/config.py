@@ -23,7 +23,7 @@ class TrainConfig:
     batch_size: int = 16                  # per process
     preload: bool = True                  # decode the corpus into memory once (small corpora)
     num_workers: int = 0
-    target_dbfs: float = -20.0            # loudness normalisation of each crop
+    # crops are normalised to the model's level, model.input_dbfs (-20 dBFS by default)
     silence_dbfs: float = -50.0           # crops quieter than this are skipped
 
     # start from the weights and codebooks of an exported model file of the same
@@ -76,7 +76,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
-        model = CodecConfig.from_dict(d.pop("model", {}))
+        model_dict = dict(d.pop("model", {}))
+        if "target_dbfs" in d:       # configs before the model carried its level
+            model_dict.setdefault("input_dbfs", d.pop("target_dbfs"))
+        model = CodecConfig.from_dict(model_dict)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:

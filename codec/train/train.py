@@ -37,6 +37,7 @@ from ..audio import resample
 from ..datasets import list_audio
 from ..errors import CodecError
 from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
+from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
 from ..model import load_model
 from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
@@ -125,7 +126,8 @@ def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor],
 @torch.no_grad()
 def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
              ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps``, and
+    """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps`` (each
+    clip coded at the model's level, as `codec.compress` does), and
     PESQ-WB and STOI where their packages are installed (``codec[eval]``): the measures
     of the project's bar, which mel distance does not always follow.
 
@@ -146,7 +148,9 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
         levels = model.levels_for_kbps(kbps)
         values: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq": [], "stoi": []}
         for i, clip in enumerate(clips):
-            out = model.decode_batch(model.encode_batch(clip[None, None], levels))[0, 0, : len(clip)]
+            # coded at the model's level and scaled back, as codec.compress does
+            scale = amplitude(gain_db(clip[None], c.model.sample_rate, c.model.input_dbfs))
+            out = model.decode_batch(model.encode_batch(clip[None, None] * scale, levels))[0, 0, : len(clip)] / scale
             values["mel_distance"].append(float(mel_distance(clip, out, c.model.sample_rate)))
             values["si_sdr"].append(float(si_sdr(clip, out)))
             if perceptual:
@@ -287,7 +291,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
     # -- data ------------------------------------------------------------------
     files, valid_files = split_files(list_audio(c.train_data), c.valid_fraction)
     segment = int(c.segment_seconds * c.model.sample_rate)
-    dataset = CropDataset(files, c.model.sample_rate, segment, c.seed, c.target_dbfs,
+    dataset = CropDataset(files, c.model.sample_rate, segment, c.seed, c.model.input_dbfs,
                           c.silence_dbfs, preload=c.preload)
     # The loader gets a generator of its own: by default it draws a base seed for
     # its workers from the global RNG each time it is iterated, which would shift
