@@ -48,9 +48,9 @@ model_option = click.option("--model", "model_path", default=None, metavar="NAME
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 
 
-def describe(kbps: float, levels: int, seconds: float, size: int) -> str:
+def describe(kbps: float, levels: int, seconds: float, size: int, gain_db: float) -> str:
     return (f"{kbps:.2f} kbps, {levels} levels, {seconds:.2f} s, {size} bytes "
-            f"({size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps on disk)")
+            f"({size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps on disk), coded at {gain_db:+g} dB")
 
 
 @main.command()
@@ -93,7 +93,7 @@ def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, m
                                    num_samples=audio.frames, reject_silence=True, name=audio.name,
                                    gain_db=gain)
     seconds = header.num_samples / audio.rate
-    click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size)}", err=True)
+    click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size, header.gain_db)}", err=True)
 
 
 @main.command()

@@ -48,6 +48,22 @@ def test_encode_reports_the_rate_used(tmp_path, wav_file, tiny_model_file):
     assert "1.80 kbps, 6 levels" in result.stderr
 
 
+def test_encode_codes_at_the_models_level_unless_told_not_to(tmp_path, wav_file, tiny_model_file):
+    from codec.bitstream import StreamHeader
+    from codec.loudness import gain_db
+    from codec.model import load_model
+
+    wav, rate = sf.read(wav_file, dtype="float32", always_2d=True)
+    expected = gain_db(wav.T, rate, load_model(tiny_model_file).config.input_dbfs)
+    assert expected != 0
+    for flags, gain in [((), expected), (("--no-normalize",), 0.0)]:
+        out = tmp_path / f"{gain}.rvq"
+        result = run("encode", wav_file, out, "--kbps", "1.8", "--model", tiny_model_file, *flags)
+        assert result.exit_code == 0 and f"coded at {gain:+g} dB" in result.stderr, result.stderr
+        assert StreamHeader.from_bytes(out.read_bytes()).gain_db == gain
+        assert f"gain         {gain:+g} dB" in run("info", out).stdout
+
+
 def test_decoding_with_the_stream_fingerprint_finds_no_model(rvq_file, tmp_path):
     """Without --model, decode looks for a shipped model with the stream's fingerprint."""
     result = run("decode", rvq_file, tmp_path / "out.wav")
