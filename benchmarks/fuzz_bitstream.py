@@ -48,8 +48,8 @@ from codec.model import CodecConfig, CodecModel, load_model, save_model  # noqa:
 MUTATIONS = ("flip", "truncate", "extend", "splice", "header", "count", "length")
 # Header fields (struct offsets within the 38 CRC-covered bytes) and edge values to try.
 HEADER_FIELDS = {
-    "version": (4, "B", [0, 2, 255]), "flags": (5, "B", [1, 255]), "bits": (6, "B", [0, 1, 16, 17, 255]),
-    "levels": (7, "B", [0, 1, 33, 255]), "channels": (8, "B", [0, 2, 255]), "reserved": (9, "B", [1]),
+    "version": (4, "B", [0, 1, 3, 255]), "flags": (5, "B", [1, 255]), "bits": (6, "B", [0, 1, 16, 17, 255]),
+    "levels": (7, "B", [0, 1, 33, 255]), "channels": (8, "B", [0, 2, 255]), "gain": (9, "b", [-128, -1, 1, 127]),
     "hop": (10, "H", [0, 1, 0xFFFF]), "rate": (12, "I", [0, 1, 8000, 0xFFFF_FFFF]),
     "orig_rate": (16, "I", [0, 1, 7, 96000, 0xFFFF_FFFF]),
     "num_samples": (20, "Q", [0, 1, 2 ** 40, 2 ** 64 - 2]), "frames_per_packet": (36, "H", [0, 1, 0xFFFF]),

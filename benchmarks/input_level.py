@@ -1,7 +1,7 @@
 """How much does the input's level matter, and what does coding at the model's level gain?
 
     python benchmarks/input_level.py [REFS] [--model NAME|FILE] [--kbps 6] [--limit 21]
-        [--seconds 6] [--gains -12,-6,6,12] [--threads 1]
+        [--seconds 6] [--targets -23,-17] [--gains -12,-6,6,12] [--threads 1]
 
 Codes each file of REFS (a folder or manifest; default ../shared/corpus/dev; the
 first ``--seconds`` of ``--limit`` files spread over the list) through
@@ -9,7 +9,9 @@ first ``--seconds`` of ``--limit`` files spread over the list) through
 
 - as recorded (``normalize=False``), the baseline;
 - scaled to the model's level first (``normalize=True``, what `codec encode` does);
-- as recorded, then cut or boosted by each of ``--gains`` dB (``normalize=False``).
+- scaled to each of ``--targets`` dBFS instead, measured the same way (codec.loudness);
+- as recorded, then cut or boosted by each of ``--gains`` dB (``normalize=False``;
+  samples may then exceed full scale: nothing clips them before the model).
 
 Each is scored against the unscaled reference (the decoder undoes the gain). Prints
 the spread of the files' levels, then per condition the mean PESQ-WB and STOI and
@@ -31,7 +33,7 @@ import codec  # noqa: E402
 from benchmarks.dev_sample import add_sample_arguments, sample_files  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
 from codec.evaluation.scores import SCORE_RATE, pesq_wb, stoi  # noqa: E402
-from codec.loudness import LoudnessMeter, amplitude  # noqa: E402
+from codec.loudness import LoudnessMeter, amplitude, gain_db  # noqa: E402
 
 
 def code(model: codec.CodecModel, wav: np.ndarray, kbps: float, normalize: bool) -> np.ndarray:
@@ -44,15 +46,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser, limit=21, threads=1)
     parser.add_argument("--kbps", type=float, default=6.0)
+    parser.add_argument("--targets", default="-23,-17", help="other levels to code at, dBFS, comma-separated")
     parser.add_argument("--gains", default="-12,-6,6,12", help="fixed gains in dB, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model = codec.load_model(args.model)
     files = sample_files(args.refs, args.limit)
+    targets = [float(t) for t in args.targets.split(",") if t.strip()]
     gains = [float(g) for g in args.gains.split(",") if g.strip()]
     conditions = ["as recorded", f"at the model's level ({model.config.input_dbfs:g} dBFS)"] + \
-                 [f"{g:+g} dB" for g in gains]
+                 [f"at {t:g} dBFS" for t in targets] + [f"{g:+g} dB" for g in gains]
     scores: dict[str, list[tuple[float, float]]] = {c: [] for c in conditions}
     levels = []
     for path in files:
@@ -61,9 +65,10 @@ def main() -> None:
         meter.push(reference[None])
         levels.append(meter.level_dbfs)
         decoded = [code(model, reference, args.kbps, False), code(model, reference, args.kbps, True)]
-        for g in gains:
+        fixed = [gain_db(reference, SCORE_RATE, t) for t in targets] + gains
+        for g in fixed:
             a = amplitude(g)
-            decoded.append(code(model, np.clip(reference * a, -1, 1), args.kbps, False) / a)
+            decoded.append(code(model, reference * a, args.kbps, False) / a)
         for name, out in zip(conditions, decoded):
             scores[name].append((pesq_wb(reference, out), stoi(reference, out)))
 

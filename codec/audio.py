@@ -69,7 +69,10 @@ class AudioReader:
 
     def rewind(self) -> None:
         """Go back to the first sample, to read the audio again (open_audio's sources can seek)."""
-        self.sound.seek(0)
+        try:
+            self.sound.seek(0)
+        except (sf.SoundFileError, RuntimeError, OSError) as e:
+            raise AudioError(f"cannot read {self.name} a second time ({_soundfile_reason(e)})") from None
 
     def blocks(self, seconds: float = 1.0) -> Iterator[np.ndarray]:
         size = max(1, int(seconds * self.rate))

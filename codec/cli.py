@@ -216,7 +216,11 @@ def compare(base: str, other: str) -> None:
     differences = paired_differences(read_results(base), read_results(other))
     if not differences:
         raise CodecError(f"{base} and {other} share no scored file at any bitrate")
-    click.echo(format_comparison(differences, Path(base).name, Path(other).name))
+    def label(path: str) -> str:          # an eval folder's name, also when given its results.csv
+        p = Path(path)
+        return p.parent.name if p.is_file() and p.parent.name else p.name
+
+    click.echo(format_comparison(differences, label(base), label(other)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -73,6 +73,9 @@ def test_compress_codes_at_the_models_level_and_decompress_restores_the_input_le
     # the decoder's output, scaled back by exactly the recorded gain
     expected = model.decode(torch.from_numpy(codes))[:, :16000] / amplitude(header.gain_db)
     torch.testing.assert_close(audio, expected, rtol=1e-4, atol=1e-7)
+    coarse, _ = codec.decompress(data, model=model, kbps=0.6)          # scalable decoding: 2 levels
+    expected = model.decode(torch.from_numpy(codes[:, :2]))[:, :16000] / amplitude(header.gain_db)
+    torch.testing.assert_close(coarse, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_compress_without_normalize_codes_the_audio_as_given(tiny_model_file):

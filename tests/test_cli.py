@@ -49,7 +49,6 @@ def test_encode_reports_the_rate_used(tmp_path, wav_file, tiny_model_file):
 
 
 def test_encode_codes_at_the_models_level_unless_told_not_to(tmp_path, wav_file, tiny_model_file):
-    from codec.bitstream import StreamHeader
     from codec.loudness import gain_db
     from codec.model import load_model
 
@@ -222,6 +221,12 @@ def test_pipes_and_no_traceback(tmp_path, wav_file, tiny_model_file):
     encoded = codec_cmd("encode", "-", "-", "--kbps", "1.8", "--model", tiny_model_file,
                         stdin=wav_file.read_bytes())
     assert encoded.returncode == 0, encoded.stderr.decode()
+    # standard input is measured as the file is: the same gain
+    from codec.loudness import gain_db
+    from codec.model import load_model
+    wav, rate = sf.read(wav_file, dtype="float32", always_2d=True)
+    expected = gain_db(wav.T, rate, load_model(tiny_model_file).config.input_dbfs)
+    assert StreamHeader.from_bytes(encoded.stdout).gain_db == expected != 0
     decoded = codec_cmd("decode", "-", "-", "--model", tiny_model_file, stdin=encoded.stdout)
     assert decoded.returncode == 0, decoded.stderr.decode()
     audio, rate = sf.read(__import__("io").BytesIO(decoded.stdout))
@@ -260,6 +265,7 @@ def test_a_damaged_packet_is_named_with_its_time(tmp_path, tiny_model_file):
 @pytest.mark.parametrize("damage", ["payload", "count", "smaller count"])
 def test_conceal_fills_damaged_packets_with_silence(tmp_path, tiny_model_file, damage):
     rvq, data = three_second_stream(tmp_path, tiny_model_file)
+    assert StreamHeader.from_bytes(data).gain_db != 0   # concealed silence stays silence after the gain
     clean = tmp_path / "clean.wav"
     assert run("decode", rvq, clean, "--model", tiny_model_file).exit_code == 0
     if damage == "payload":

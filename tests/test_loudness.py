@@ -71,3 +71,23 @@ def test_extreme_gains_are_clamped_to_what_the_header_holds():
     assert gain_db(tone(1.0, -69.0), 16000, 10.0) == 63.5            # would be +79 dB
     assert gain_db(tone(1.0, -69.0), 16000, -20.0) == 49.0
     assert gain_db(tone(1.0, -3.0), 16000, -80.0) == -64.0
+
+
+def test_a_silent_channel_does_not_make_the_others_coded_too_loud():
+    voice = tone(2.0, -30.0)
+    stereo = np.concatenate([voice, np.zeros_like(voice)])
+    assert level(stereo) == pytest.approx(-30.0, abs=0.01)            # the loudest channel's level
+    assert gain_db(stereo, 16000, -20.0) == gain_db(voice, 16000, -20.0)
+
+
+def test_a_last_part_block_counts_when_it_is_at_least_half_a_block():
+    late = np.concatenate([np.zeros((1, 6400)), tone(0.3, -30.0)], axis=1)   # 0.4 s silence, 0.3 s tone
+    assert level(late) == pytest.approx(-30.0, abs=0.05)
+    crumb = np.concatenate([tone(0.8, -30.0), tone(0.1, -10.0)], axis=1)     # 0.1 s: under half a block
+    assert level(crumb) == pytest.approx(-30.0, abs=0.01)
+
+
+def test_the_meter_wants_channels_and_samples():
+    with pytest.raises(ValueError, match="channels, samples"):
+        LoudnessMeter(16000).push(np.zeros(100))
+    assert gain_db(tone(1.0, -30.0)[0], 16000, -20.0) == gain_db(tone(1.0, -30.0), 16000, -20.0)   # 1-D is mono

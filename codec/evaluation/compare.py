@@ -70,7 +70,13 @@ def paired_differences(base: Sequence[Row], other: Sequence[Row]) -> list[Paired
     Files scored by only one run are left out, as are pairs where either score is NaN
     (PESQ or STOI could not score the clip).
     """
-    by_key = {(r.system, r.nominal_kbps, r.file): r for r in base}
+    by_key: dict[tuple[str, float, str], Row] = {}
+    for r in base:
+        key = (r.system, r.nominal_kbps, r.file)
+        if key in by_key:
+            raise CodecError(f"{r.file} is scored twice for {r.system} at {r.nominal_kbps:g} kbps: "
+                             f"not one `codec eval` run")
+        by_key[key] = r
     pairs: dict[tuple[str, float], list[tuple[Row, Row]]] = {}
     for r in other:
         match = by_key.get((r.system, r.nominal_kbps, r.file))
@@ -96,7 +102,8 @@ def format_comparison(differences: Sequence[PairedDifference], base_name: str, o
     """A table: per system, bitrate and measure, both means and the paired difference +/- its standard error.
 
     A difference more than two standard errors from zero is marked ``better`` or
-    ``worse`` (by the measure's direction), otherwise ``~``.
+    ``worse`` (by the measure's direction), otherwise ``~``. That is a rough guide, not a
+    test: with many rows, some will cross two standard errors by chance.
     """
     if not differences:
         return "no (system, bitrate, file) was scored by both runs"

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..audio import resample
+from ..loudness import amplitude
 
 
 def split_files(files: Sequence[Path], valid_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -35,10 +36,6 @@ def load_mono(path: Path, sample_rate: int) -> torch.Tensor:
     return resample(torch.from_numpy(wav.mean(axis=1)), sr, sample_rate)
 
 
-def db_to_amplitude(db: float) -> float:
-    return 10 ** (db / 20)
-
-
 class CropDataset(Dataset):
     """Crop ``k``: ``[1, segment]`` float32 at ``sample_rate``, loudness-normalised.
 
@@ -54,8 +51,8 @@ class CropDataset(Dataset):
         self.sample_rate = sample_rate
         self.segment = segment
         self.seed = seed
-        self.target = db_to_amplitude(target_dbfs)
-        self.silence = db_to_amplitude(silence_dbfs)
+        self.target = amplitude(target_dbfs)
+        self.silence = amplitude(silence_dbfs)
         self.audio: list[torch.Tensor] | None = None
         if preload:
             self.audio = [(load_mono(p, sample_rate).clamp(-1, 1) * 32767).to(torch.int16)
