@@ -1,7 +1,7 @@
 """Can the discriminator tell a model's decoded audio from real speech, and how fast?
 
     python benchmarks/discriminator.py [--model NAME|FILE] [--kbps 6] [--channels 16]
-        [--exponent 0.3] [--lr 1e-4] [--betas 0.9 0.99] [--clip 1.0] [--steps 200] [--threads 2]
+        [--exponent 1] [--lr 1e-4] [--betas 0.9 0.99] [--clip 1.0] [--steps 200] [--threads 2]
 
 Adversarial fine-tuning only helps once the discriminator can separate the two. This
 trains a fresh ``MultiScaleSTFTDiscriminator`` alone, with the codec frozen: one-second
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.99))
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip; 0 = none")
-    parser.add_argument("--exponent", type=float, default=0.3,
+    parser.add_argument("--exponent", type=float, default=TrainConfig.discriminator_magnitude_exponent,
                         help="the STFT magnitude compression (1 = raw complex spectrum)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=512, help="training pairs, decoded once")

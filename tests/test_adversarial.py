@@ -27,7 +27,7 @@ def test_each_scale_judges_time_and_frequency_and_returns_its_features():
 def test_the_spectrum_is_compressed_in_magnitude_with_its_phase_kept():
     # Raw, speech bins are far smaller than the first layer's biases; compressed by 0.3,
     # a signal 100 times quieter is only 100 ** 0.3 = 4 times smaller, in the same phase.
-    scale = small_discriminator().scales[0]
+    scale = MultiScaleSTFTDiscriminator(windows=(512,), channels=8, magnitude_exponent=0.3).scales[0]
     wav = torch.randn(2, 1, 4000) * 0.5
     loud = torch.view_as_complex(scale.spectrum(wav).permute(0, 3, 2, 1).contiguous())
     quiet = torch.view_as_complex(scale.spectrum(wav / 100).permute(0, 3, 2, 1).contiguous())
@@ -36,7 +36,7 @@ def test_the_spectrum_is_compressed_in_magnitude_with_its_phase_kept():
     torch.testing.assert_close((loud.abs() / quiet.abs())[audible], torch.full_like(quiet.abs()[audible], 100 ** 0.3),
                                rtol=2e-3, atol=0)
     assert (loud * quiet.conj()).angle()[audible].abs().max() < 1e-3
-    raw = MultiScaleSTFTDiscriminator(windows=(512,), channels=8, magnitude_exponent=1).scales[0]
+    raw = MultiScaleSTFTDiscriminator(windows=(512,), channels=8).scales[0]       # the default: raw
     torch.testing.assert_close(raw.spectrum(wav / 100), raw.spectrum(wav) / 100)
     silence = torch.zeros(1, 1, 4000, requires_grad=True)
     scale.spectrum(silence).sum().backward()
@@ -76,3 +76,14 @@ def test_discriminator_learns_to_tell_real_from_decoded_and_its_losses_reach_the
     adversarial, matching = generator_losses(judged_real, discriminator(decoded))
     (adversarial + matching).backward()
     assert decoded.grad is not None and decoded.grad.abs().sum() > 0
+
+
+def test_the_trainer_builds_the_discriminator_the_config_asks_for():
+    from codec.train.config import TrainConfig
+    from codec.train.train import build_adversary
+
+    config = TrainConfig.from_dict({"adversarial": True, "discriminator_channels": 4,
+                                    "discriminator_windows": [256], "discriminator_magnitude_exponent": 0.5})
+    (scale,) = build_adversary(config, torch.device("cpu")).discriminator.scales
+    assert scale.magnitude_exponent == 0.5 and scale.window == 256
+    assert TrainConfig().discriminator_magnitude_exponent == 1.0

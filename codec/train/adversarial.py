@@ -31,12 +31,14 @@ class STFTDiscriminator(nn.Module):
     at -20 dBFS gives bins of about 0.003 (median), some 30 times smaller than the first
     layer's initial biases, so the discriminator starts almost blind and its logits
     barely move (benchmarks/discriminator.py); compressed by 0.3, the same bins are about
-    0.2, and quiet high-frequency bins count as well as loud low ones.
+    0.2, and quiet high-frequency bins count as well as loud low ones. Even so, the raw
+    spectrum (1, the default) is what raised PESQ-WB in fine-tuning, and 0.3 lowered it
+    (TrainConfig.discriminator_magnitude_exponent).
     Convolutions dilate along time (1, 2, 4) to see a few tens of milliseconds and
     halve the frequency axis at each of those layers.
     """
 
-    def __init__(self, window: int, channels: int = 32, magnitude_exponent: float = 0.3) -> None:
+    def __init__(self, window: int, channels: int = 32, magnitude_exponent: float = 1.0) -> None:
         super().__init__()
         self.window = window
         self.magnitude_exponent = magnitude_exponent
@@ -72,7 +74,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
     pitch pulses, long ones harmonics. ``[B, 1, N] -> [Judgement] * len(windows)``."""
 
     def __init__(self, windows: tuple[int, ...] = (2048, 1024, 512, 256, 128), channels: int = 32,
-                 magnitude_exponent: float = 0.3) -> None:
+                 magnitude_exponent: float = 1.0) -> None:
         super().__init__()
         self.scales = nn.ModuleList(STFTDiscriminator(w, channels, magnitude_exponent) for w in windows)
 

@@ -107,7 +107,8 @@ def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
     """The discriminator and its optimiser when ``c.adversarial``, else None."""
     if not c.adversarial:
         return None
-    discriminator = MultiScaleSTFTDiscriminator(c.discriminator_windows, c.discriminator_channels).to(device)
+    discriminator = MultiScaleSTFTDiscriminator(c.discriminator_windows, c.discriminator_channels,
+                                                c.discriminator_magnitude_exponent).to(device)
     optimizer = torch.optim.AdamW(discriminator.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     return Adversary(discriminator, discriminator, optimizer)
 
