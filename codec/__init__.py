@@ -6,6 +6,10 @@
     audio = model.decode(codes)                       # [channels, samples] at model.sample_rate
     data = codec.compress(wav, sample_rate, kbps=6)   # a complete .rvq bitstream (bytes)
     wav, sample_rate = codec.decompress(data)
+
+``compress`` first scales the audio to the level the model was trained at and records
+the gain (codec.loudness), so its codes are ``model.encode`` of the scaled audio;
+``model.encode`` codes the audio exactly as given.
 """
 
 from __future__ import annotations

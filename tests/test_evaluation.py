@@ -194,7 +194,8 @@ def test_eval_writes_csv_plot_and_listening_page(refs, shared_tiny_model_file, t
     assert not (out / "audio" / "001_c").exists()                             # --listen 1
 
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:3] == ["system", "kbps", "on"] and sum(ln.startswith("codec ") for ln in lines) == 2
+    assert lines[0].startswith("codec eval: model tiny (coded at -20 dBFS) on 2 files")
+    assert lines[2].split()[:3] == ["system", "kbps", "on"] and sum(ln.startswith("codec ") for ln in lines[2:]) == 2
     assert "PESQ-WB" in result.stdout and "every bitrate step" in result.stdout
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, get_type_hints
 
 import numpy as np
 
@@ -41,8 +41,8 @@ class PairedDifference:
     standard_error: float
 
 
-# Row's fields and how to parse each from its CSV cell (annotations are strings here).
-_CASTS = {f.name: {"str": str, "float": float, "int": int}[f.type] for f in fields(Row)}
+# Row's fields and how to parse each from its CSV cell
+_CASTS = get_type_hints(Row)
 
 
 def read_results(path: str | Path) -> list[Row]:
@@ -109,13 +109,15 @@ def format_comparison(differences: Sequence[PairedDifference], base_name: str, o
         return "no (system, bitrate, file) was scored by both runs"
     higher_is_better = {field: higher for field, _, higher, _ in METRICS}
     formats = {field: fmt for field, _, _, fmt in METRICS}
+    # one decimal more than the means: differences are small
+    digits = {"pesq": 3, "stoi": 4, "mel_l1": 4, "si_sdr": 2}
     headings = {field: heading for field, heading, _, _ in METRICS}
     header = ["system", "kbps", "measure", "files", base_name, other_name, "difference", ""]
     lines = []
     for p in differences:
         fmt = formats[p.metric]
-        digits = int(fmt.split(".")[1][0]) + 1   # one decimal more than the means: differences are small
-        diff = f"{p.difference:+.{digits}f} ± {p.standard_error:.{digits}f}"
+        d = digits.get(p.metric, 3)
+        diff = f"{p.difference:+.{d}f} ± {p.standard_error:.{d}f}"
         verdict = "~"
         if math.isfinite(p.standard_error) and abs(p.difference) > 2 * p.standard_error:
             verdict = "better" if (p.difference > 0) == higher_is_better[p.metric] else "worse"

@@ -182,10 +182,12 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
     systems = [OURS, *[b.name for b in active]]
     summary = summarize(rows, systems)
     model_name = model.config.name
-    title = f"codec eval: model {model_name} on {len(files)} file{'s' * (len(files) != 1)}"
+    level = f"coded at {model.config.input_dbfs:g} dBFS" if normalize else "coded as recorded"
+    title = f"codec eval: model {model_name} ({level}) on {len(files)} file{'s' * (len(files) != 1)}"
     labels = {OURS: f"codec ({model_name})", **{b.name: b.label for b in active}}
     csv_path, plot_path, html_path = out / CSV_NAME, out / PLOT_NAME, out / HTML_NAME
     write_csv(rows, csv_path)
     plot_rate_distortion(summary, labels, plot_path, title)
     write_html(html_path, title, summary, PLOT_NAME, listening, CSV_NAME)
-    return EvalResult(rows, summary, format_summary(summary, OURS), csv_path, plot_path, html_path, skipped)
+    text = f"{title}\n\n{format_summary(summary, OURS)}"
+    return EvalResult(rows, summary, text, csv_path, plot_path, html_path, skipped)
