@@ -156,3 +156,20 @@ def test_the_default_model_is_shipped_and_loads():
     assert model.sample_rate == 16000 and model.hop == 320
     assert model.config.levels == 32 and model.config.codebook_bits == 10
     assert model.levels_for_kbps(6) == 12
+
+
+def test_a_quiet_recording_is_coded_as_the_same_recording_loud(tiny_model_file):
+    """Coding at the model's level makes the codes independent of the recording level
+    (in whole 0.5 dB steps of the gain), and the decoder gives each its own level back."""
+    from codec.bitstream import decode_bytes
+    model = load_model(tiny_model_file)
+    loud = speech_like(1.0)
+    quiet = loud * amplitude(-20.0)
+    loud_header, loud_codes, _ = decode_bytes(codec.compress(loud, 16000, kbps=2.4, model=model))
+    quiet_header, quiet_codes, _ = decode_bytes(codec.compress(quiet, 16000, kbps=2.4, model=model))
+    assert quiet_header.gain_db == loud_header.gain_db + 20
+    assert (loud_codes == quiet_codes).mean() > 0.99       # float rounding may flip a near tie
+    loud_out, _ = codec.decompress(codec.compress(loud, 16000, kbps=2.4, model=model), model=model)
+    quiet_out, _ = codec.decompress(codec.compress(quiet, 16000, kbps=2.4, model=model), model=model)
+    ratio = np.sqrt(np.mean(quiet_out.numpy() ** 2) / np.mean(loud_out.numpy() ** 2))
+    assert ratio == pytest.approx(amplitude(-20.0), rel=0.05)
