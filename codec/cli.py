@@ -71,7 +71,7 @@ def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, m
     from .audio import open_audio
     from .coding import encode_stream
     from .fileio import atomic_output, refuse_same_file
-    from .loudness import LoudnessMeter
+    from .loudness import gain_db_of_blocks
     from .model import load_model
 
     refuse_same_file(input_path, output_path)
@@ -81,11 +81,8 @@ def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, m
     with open_audio(input_path) as audio, atomic_output(output_path, force=force) as f:
         gain = 0.0
         if not no_normalize:                      # a first pass measures the level
-            meter = LoudnessMeter(audio.rate)
-            for block in audio.blocks():
-                meter.push(block)
+            gain = gain_db_of_blocks(audio.blocks(), audio.rate, model.config.input_dbfs)
             audio.rewind()
-            gain = meter.gain_db(model.config.input_dbfs)
         counter.inner = f
         with progress(audio.frames and audio.frames / audio.rate, "encode") as bar:
             blocks = (bar.advance(block, audio.rate) for block in audio.blocks())
@@ -216,6 +213,7 @@ def compare(base: str, other: str) -> None:
     differences = paired_differences(read_results(base), read_results(other))
     if not differences:
         raise CodecError(f"{base} and {other} share no scored file at any bitrate")
+
     def label(path: str) -> str:          # an eval folder's name, also when given its results.csv
         p = Path(path)
         return p.parent.name if p.is_file() and p.parent.name else p.name

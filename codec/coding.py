@@ -60,10 +60,8 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
         fingerprint=stream_fingerprint(model), sample_rate=model.sample_rate, hop=model.hop,
         codebook_bits=model.config.codebook_bits, levels=levels, channels=channels,
         original_sample_rate=sample_rate, num_samples=num_samples, gain_db=gain_db)
-    if (why := header.problem()) is not None:
-        raise ValueError(f"cannot encode: {why}")
+    writer = BitstreamWriter(f, header)             # checks the header, the gain included
     scale = amplitude(gain_db)
-    writer = BitstreamWriter(f, header)
     resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
     encoder = model.streaming_encoder(levels=levels, channels=channels)
     audible = False
@@ -72,7 +70,7 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
         if not torch.isfinite(block).all():
             raise AudioError(f"{name} contains NaN or infinite samples")
         audible = audible or not is_silent(block)
-        writer.write(encoder.push(resampler.push(block * scale if scale != 1 else block)).numpy())
+        writer.write(encoder.push(resampler.push(block * scale)).numpy())
     if resampler.samples_in == 0:
         raise AudioError(f"{name} contains no audio samples")
     if reject_silence and not audible:
@@ -169,9 +167,7 @@ class DecodedStream:
                 audio = torch.zeros(self.channels, codes.shape[-1] * h.hop)
                 decoder = model.streaming_decoder(self.channels)
             else:
-                audio = decoder.push(torch.from_numpy(codes))
-                if unscale != 1:
-                    audio = audio * unscale
+                audio = decoder.push(torch.from_numpy(codes)) * unscale
             held = torch.cat([held, resampler.push(audio)], dim=-1)
             if held.shape[-1] > hold:
                 out, held = held[:, :-hold], held[:, -hold:]

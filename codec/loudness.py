@@ -26,6 +26,7 @@ cap is per file: one click in a long recording holds the gain of all of it down.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -100,6 +101,15 @@ def _gated_level(powers: np.ndarray) -> float:
     return 10 * math.log10(powers.mean())
 
 
+def gain_db_of_blocks(blocks: Iterable[np.ndarray | torch.Tensor], sample_rate: int, target_dbfs: float) -> float:
+    """The gain (dB, 0.5 dB steps) that brings audio arriving in ``[channels, n]`` blocks
+    to ``target_dbfs``: what `codec encode` measures in its first pass over a file."""
+    meter = LoudnessMeter(sample_rate)
+    for block in blocks:
+        meter.push(block)
+    return meter.gain_db(target_dbfs)
+
+
 def gain_db(wav: np.ndarray | torch.Tensor, sample_rate: int, target_dbfs: float) -> float:
     """The gain (dB, 0.5 dB steps) that brings ``wav`` (``[channels, samples]`` or
     ``[samples]``) to ``target_dbfs``.
@@ -110,10 +120,8 @@ def gain_db(wav: np.ndarray | torch.Tensor, sample_rate: int, target_dbfs: float
     """
     wav = np.asarray(wav)
     wav = wav[None] if wav.ndim == 1 else wav
-    meter = LoudnessMeter(sample_rate)
-    for start in range(0, wav.shape[-1], max(1, sample_rate)):   # a second at a time: bounded memory
-        meter.push(wav[:, start:start + sample_rate])
-    return meter.gain_db(target_dbfs)
+    step = max(1, sample_rate)                     # a second at a time: bounded memory
+    return gain_db_of_blocks((wav[:, i:i + step] for i in range(0, wav.shape[-1], step)), sample_rate, target_dbfs)
 
 
 def amplitude(gain: float) -> float:

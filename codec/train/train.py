@@ -144,13 +144,13 @@ def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
     clips = [load_mono(p, c.model.sample_rate)[: int(max_seconds * c.model.sample_rate)] for p in files]
     # PESQ-WB and STOI are defined at 16 kHz: the references are resampled once, not per bitrate
     references = [resample(clip, c.model.sample_rate, SCORE_RATE).numpy() for clip in clips] if perceptual else []
+    # each clip is coded at the model's level and scaled back, as codec.compress does
+    scales = [amplitude(gain_db(clip[None], c.model.sample_rate, c.model.input_dbfs)) for clip in clips]
     examples = {"reference": clips[0]}
     for kbps in c.valid_kbps:
         levels = model.levels_for_kbps(kbps)
         values: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq": [], "stoi": []}
-        for i, clip in enumerate(clips):
-            # coded at the model's level and scaled back, as codec.compress does
-            scale = amplitude(gain_db(clip[None], c.model.sample_rate, c.model.input_dbfs))
+        for i, (clip, scale) in enumerate(zip(clips, scales)):
             out = model.decode_batch(model.encode_batch(clip[None, None] * scale, levels))[0, 0, : len(clip)] / scale
             values["mel_distance"].append(float(mel_distance(clip, out, c.model.sample_rate)))
             values["si_sdr"].append(float(si_sdr(clip, out)))
