@@ -111,7 +111,7 @@ def test_a_wav_that_claims_more_samples_than_it_holds(tmp_path, shared_tiny_mode
 # -- interruptions and write errors -------------------------------------------------------
 
 
-def codec_process(*args, setup=None) -> subprocess.Popen:
+def codec_process(*args, setup=None, stdin=None) -> subprocess.Popen:
     """`codec ARGS` in a child process with SIGINT at its default, as in a terminal (a test
     runner started in the background inherits SIGINT ignored, and Python keeps it so)."""
     def child_setup() -> None:
@@ -121,7 +121,7 @@ def codec_process(*args, setup=None) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-m", "codec", *map(str, args)], env=env, preexec_fn=child_setup,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_part_file(directory: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -157,11 +157,20 @@ def test_a_signal_mid_way_leaves_no_output(tmp_path, shared_tiny_model_file, lon
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     args = command_args(command, long_wav, out_dir, shared_tiny_model_file)
-    proc = codec_process(*args)
+    stream = None
+    if command == "decode":
+        # the stream arrives on stdin, and its second half only after the signal: the decoder
+        # is then certain to be mid-way, however fast it runs or however loaded the machine is
+        stream = Path(args[1]).read_bytes()
+        args[1] = "-"
+    proc = codec_process(*args, stdin=None if stream is None else subprocess.PIPE)
     try:
+        if stream is not None:
+            proc.stdin.write(stream[: len(stream) // 2])
+            proc.stdin.flush()
         wait_for_part_file(out_dir, proc)
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)         # closes stdin, if the decoder still reads it
     finally:
         if proc.poll() is None:
             proc.kill()
