@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
-from benchmarks.dev_sample import add_sample_arguments, sample_files  # noqa: E402
+from benchmarks.dev_sample import add_sample_arguments, load_sample  # noqa: E402
 from codec.evaluation.run import load_reference, parse_kbps  # noqa: E402
 from codec.evaluation.scores import score  # noqa: E402
 
@@ -35,10 +35,8 @@ def main() -> None:
     add_sample_arguments(parser, limit=24, threads=2)
     parser.add_argument("--kbps", default="1.5,3,6,16")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
-    model = codec.load_model(args.model)
-    files = sample_files(args.refs, args.limit)
+    model, files = load_sample(args)
     kbps = parse_kbps(args.kbps)
     rows: dict[str, list] = {"continuous": []} | {f"{k:g} kbps": [] for k in kbps}
     for path in files:

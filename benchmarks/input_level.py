@@ -25,12 +25,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
-from benchmarks.dev_sample import add_sample_arguments, sample_files  # noqa: E402
+from benchmarks.dev_sample import add_sample_arguments, load_sample, print_paired  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
 from codec.evaluation.scores import SCORE_RATE, pesq_wb, stoi  # noqa: E402
 from codec.loudness import LoudnessMeter, amplitude, gain_db  # noqa: E402
@@ -49,10 +48,8 @@ def main() -> None:
     parser.add_argument("--targets", default="-23,-17", help="other levels to code at, dBFS, comma-separated")
     parser.add_argument("--gains", default="-12,-6,6,12", help="fixed gains in dB, comma-separated")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
-    model = codec.load_model(args.model)
-    files = sample_files(args.refs, args.limit)
+    model, files = load_sample(args)
     targets = [float(t) for t in args.targets.split(",") if t.strip()]
     gains = [float(g) for g in args.gains.split(",") if g.strip()]
     conditions = ["as recorded", f"at the model's level ({model.config.input_dbfs:g} dBFS)"] + \
@@ -76,15 +73,7 @@ def main() -> None:
           f"{model.config.name} ({model.fingerprint[:16]})")
     print(f"gated levels (codec.loudness): mean {np.mean(levels):.1f} dBFS, "
           f"from {min(levels):.1f} to {max(levels):.1f}")
-    base = np.array(scores[conditions[0]])
-    print(f"{'condition':>34} {'PESQ-WB':>8} {'STOI':>7} {'PESQ diff':>16} {'STOI diff':>18}")
-    for name in conditions:
-        values = np.array(scores[name])
-        ok = np.isfinite(values).all(axis=1) & np.isfinite(base).all(axis=1)
-        d = values[ok] - base[ok]
-        se = d.std(axis=0, ddof=1) / np.sqrt(len(d))
-        print(f"{name:>34} {values[ok, 0].mean():8.3f} {values[ok, 1].mean():7.3f} "
-              f"{d[:, 0].mean():+8.3f} ± {se[0]:.3f} {d[:, 1].mean():+9.4f} ± {se[1]:.4f}")
+    print_paired(scores, base=conditions[0])
 
 
 if __name__ == "__main__":

@@ -22,17 +22,20 @@ import torch
 from . import loudness
 from .errors import AudioError, BitrateError, BitstreamError, CodecError, ModelError
 from .model import CodecConfig, CodecModel, load_model, save_model
+from .model.quantizer import DEFAULT_BEAM
 
 __all__ = ["load_model", "save_model", "compress", "decompress", "loudness", "CodecModel", "CodecConfig",
            "CodecError", "AudioError", "BitrateError", "BitstreamError", "ModelError"]
 
 
 def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0,
-             model: CodecModel | str | None = None, normalize: bool = True) -> bytes:
+             model: CodecModel | str | None = None, normalize: bool = True, beam: int = DEFAULT_BEAM) -> bytes:
     """Encode ``wav`` (``[samples]`` or ``[channels, samples]``) into .rvq bytes.
 
     With ``normalize`` the audio is coded at the level the model was trained at, and
     the gain recorded in the stream is undone by `decompress` (codec.loudness).
+    ``beam`` is the width of the quantizer's search for codes (1 = greedy, faster); it
+    changes which codes are chosen, not how they decode.
     """
     from .audio import check_audio
     from .coding import encode_to
@@ -42,7 +45,7 @@ def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0
     wav = wav[None] if wav.dim() == 1 else wav
     check_audio(wav.numpy(), "audio", reject_silence=False)
     out = io.BytesIO()
-    encode_to(out, model, wav, sample_rate, kbps, normalize=normalize)
+    encode_to(out, model, wav, sample_rate, kbps, normalize=normalize, beam=beam)
     return out.getvalue()
 
 

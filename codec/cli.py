@@ -18,11 +18,16 @@ EXIT_INTERRUPTED = 130
 
 
 class CodecCommand(click.Group):
-    """Turns CodecError (and interruptions) into one line on stderr instead of a traceback."""
+    """Turns CodecError, usage errors (and interruptions) into one line on stderr instead of a
+    traceback or click's three-line usage message."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"codec: error: {e.format_message()}{where}", err=True)
+            sys.exit(e.exit_code)
         except CodecError as e:
             click.echo(f"codec: error: {e}", err=True)
             sys.exit(EXIT_ERROR)
@@ -59,10 +64,13 @@ def describe(kbps: float, levels: int, seconds: float, size: int, gain_db: float
 @click.option("--kbps", type=float, default=6.0, show_default=True, help="Target bitrate.")
 @click.option("--no-normalize", is_flag=True,
               help="Code the audio at its own level instead of the model's (-20 dBFS for speech16k).")
+@click.option("--beam", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="Code sequences the quantizer's search keeps per frame (default 4): wider finds "
+                   "better codes at low bitrates and encodes more slowly; 1 is greedy. Decoding is the same.")
 @model_option
 @force_option
-def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, model_path: str | None,
-           force: bool) -> None:
+def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, beam: int | None,
+           model_path: str | None, force: bool) -> None:
     """Encode an audio file (WAV, FLAC, OGG; '-' for stdin) into a .rvq bitstream ('-' for stdout).
 
     The audio is scaled to the level the model was trained at, and the gain is
@@ -73,6 +81,7 @@ def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, m
     from .fileio import atomic_output, refuse_same_file
     from .loudness import gain_db_of_blocks
     from .model import load_model
+    from .model.quantizer import DEFAULT_BEAM
 
     refuse_same_file(input_path, output_path)
     model = load_model(model_path)
@@ -88,7 +97,7 @@ def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, m
             blocks = (bar.advance(block, audio.rate) for block in audio.blocks())
             header = encode_stream(counter, model, blocks, audio.rate, audio.channels, kbps,
                                    num_samples=audio.frames, reject_silence=True, name=audio.name,
-                                   gain_db=gain)
+                                   gain_db=gain, beam=DEFAULT_BEAM if beam is None else beam)
     seconds = header.num_samples / audio.rate
     click.echo(f"{output_path}: {describe(model.kbps_for_levels(levels), levels, seconds, counter.size, header.gain_db)}", err=True)
 

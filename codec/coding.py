@@ -15,6 +15,7 @@ from .errors import AudioError, BitstreamError, ModelError
 from .loudness import amplitude, gain_db
 from .model import CodecModel
 from .model.files import find_shipped_model, load_model
+from .model.quantizer import DEFAULT_BEAM
 
 
 def stream_fingerprint(model: CodecModel) -> bytes:
@@ -25,7 +26,7 @@ def stream_fingerprint(model: CodecModel) -> bytes:
 
 
 def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sample_rate: int,
-              kbps: float, normalize: bool = True) -> StreamHeader:
+              kbps: float, normalize: bool = True, beam: int = DEFAULT_BEAM) -> StreamHeader:
     """Encode ``wav [channels, samples]`` at ``sample_rate`` into ``f`` at ``kbps``.
 
     With ``normalize``, the audio is coded at the model's level (codec.loudness).
@@ -35,12 +36,13 @@ def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sa
         wav = wav[None]
     gain = gain_db(wav, sample_rate, model.config.input_dbfs) if normalize else 0.0
     return encode_stream(f, model, [wav], sample_rate, wav.shape[0], kbps, num_samples=wav.shape[1],
-                         gain_db=gain)
+                         gain_db=gain, beam=beam)
 
 
 def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | torch.Tensor],
                   sample_rate: int, channels: int, kbps: float, num_samples: int | None = None,
-                  reject_silence: bool = False, name: str = "the audio", gain_db: float = 0.0) -> StreamHeader:
+                  reject_silence: bool = False, name: str = "the audio", gain_db: float = 0.0,
+                  beam: int = DEFAULT_BEAM) -> StreamHeader:
     """Encode audio that arrives in ``blocks [channels, n]`` into ``f``, a packet at a time;
     returns the header with the length that was read.
 
@@ -63,7 +65,7 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     writer = BitstreamWriter(f, header)             # checks the header, the gain included
     scale = amplitude(gain_db)
     resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
-    encoder = model.streaming_encoder(levels=levels, channels=channels)
+    encoder = model.streaming_encoder(levels=levels, channels=channels, beam=beam)
     audible = False
     for block in blocks:
         block = torch.as_tensor(block, dtype=torch.float32)

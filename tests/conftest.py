@@ -62,7 +62,7 @@ def shared_tiny_model_file(tmp_path_factory) -> Path:
 
 def run(*args):
     """``codec ARGS`` in this process."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="codec")
 
 
 def one_line_error(result, *fragments: str) -> None:

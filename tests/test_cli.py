@@ -17,8 +17,6 @@ from codec.model import CodecModel, save_model
 from .conftest import one_line_error, run, speech_like, tiny_config
 
 
-
-
 @pytest.fixture
 def wav_file(tmp_path) -> Path:
     path = tmp_path / "in.wav"
@@ -61,6 +59,32 @@ def test_encode_codes_at_the_models_level_unless_told_not_to(tmp_path, wav_file,
         assert result.exit_code == 0 and f"coded at {gain:+g} dB" in result.stderr, result.stderr
         assert StreamHeader.from_bytes(out.read_bytes()).gain_db == gain
         assert f"gain         {gain:+g} dB" in run("info", out).stdout
+
+
+def test_encode_searches_with_the_beam_it_is_given(tmp_path, wav_file, tiny_model_file):
+    from codec.bitstream import decode_bytes
+    from codec.model import load_model
+    from codec.model.quantizer import DEFAULT_BEAM
+
+    model = load_model(tiny_model_file)
+    wav, rate = sf.read(wav_file, dtype="float32", always_2d=True)
+    for flags, beam in [((), DEFAULT_BEAM), (("--beam", "1"), 1), (("--beam", "8"), 8)]:
+        out = tmp_path / f"{beam}.rvq"
+        result = run("encode", wav_file, out, "--kbps", "1.8", "--no-normalize", "--model", tiny_model_file, *flags)
+        assert result.exit_code == 0, result.stderr
+        assert np.array_equal(decode_bytes(out.read_bytes())[1], model.encode(wav.T, rate, kbps=1.8, beam=beam).numpy())
+    assert f"(default {DEFAULT_BEAM})" in run("encode", "--help").stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--beam", "0"], ["--beam", "1<=x<=64", "codec encode --help"]),
+    (["--kbps", "six"], ["--kbps", "not a valid float"]),
+    (["--bogus"], ["--bogus"]),
+])
+def test_a_usage_error_is_one_line(tmp_path, wav_file, args, fragments):
+    result = run("encode", wav_file, tmp_path / "x.rvq", *args)
+    one_line_error(result, *fragments)
+    assert result.exit_code == 2 and not (tmp_path / "x.rvq").exists()
 
 
 def test_decoding_with_the_stream_fingerprint_finds_no_model(rvq_file, tmp_path):

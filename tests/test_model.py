@@ -112,6 +112,49 @@ def test_more_levels_reconstruct_better():
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
 
 
+def trained_quantizer(levels: int, codebook_size: int, dim: int = 8) -> ResidualVectorQuantizer:
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(dim=dim, levels=levels, codebook_size=codebook_size).train()
+    for _ in range(5):
+        rvq(torch.randn(4, dim, 50))
+    return rvq.eval()
+
+
+def test_a_beam_of_one_codes_greedily():
+    rvq = trained_quantizer(levels=4, codebook_size=16)
+    x = torch.randn(2, 8, 30)
+    residual, expected = x.transpose(1, 2).reshape(-1, 8), []
+    for vq in rvq.levels[:3]:                 # each level's nearest code to what is left over
+        codes = vq.nearest(residual)
+        residual = residual - vq.lookup(codes)
+        expected.append(codes.view(2, 30))
+    assert torch.equal(rvq.encode(x, 3, beam=1), torch.stack(expected, dim=1))
+
+
+def test_a_full_width_beam_finds_the_nearest_pair_of_codes():
+    rvq = trained_quantizer(levels=2, codebook_size=8, dim=4)
+    x = torch.randn(1, 4, 200)
+    frames = x[0].t()                                              # [200, 4]
+    first, second = rvq.levels[0].embed, rvq.levels[1].embed
+    sums = (first[:, None] + second[None]).reshape(-1, 4)          # all 64 pairs, first-major
+    best = torch.cdist(frames, sums).pow(2).min(dim=1).values
+
+    def error(codes: torch.Tensor) -> torch.Tensor:
+        return (rvq.decode(codes)[0].t() - frames).pow(2).sum(1)
+
+    # 8 paths through the first level cover every pair: the search is exhaustive
+    torch.testing.assert_close(error(rvq.encode(x, 2, beam=8)), best, rtol=1e-5, atol=1e-5)
+    greedy = error(rvq.encode(x, 2, beam=1))
+    assert bool((greedy >= best - 1e-5).all()) and bool((greedy > best + 1e-4).any())
+    narrow = error(rvq.encode(x, 2, beam=2))
+    assert best.mean() < narrow.mean() < greedy.mean()
+
+
+def test_a_beam_below_one_is_refused():
+    with pytest.raises(ValueError, match="beam"):
+        trained_quantizer(levels=2, codebook_size=8).encode(torch.randn(1, 8, 3), 2, beam=0)
+
+
 def test_kmeans_initialisation_and_dead_code_replacement():
     vq = VectorQuantizer(dim=4, codebook_size=8).train()
     data = torch.randn(200, 4) + 10               # far from the random initial codebook

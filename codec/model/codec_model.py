@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import AudioError, BitrateError
-from .quantizer import QuantizerOutput, ResidualVectorQuantizer
+from .quantizer import DEFAULT_BEAM, QuantizerOutput, ResidualVectorQuantizer
 from .seanet import Decoder, Encoder
 from .streaming import StreamingDecoder, StreamingEncoder
 
@@ -134,9 +134,9 @@ class CodecModel(nn.Module):
         return self.decoder(q.quantized), q
 
     @torch.no_grad()
-    def encode_batch(self, wav: torch.Tensor, levels: int) -> torch.Tensor:
+    def encode_batch(self, wav: torch.Tensor, levels: int, beam: int = DEFAULT_BEAM) -> torch.Tensor:
         """``[B, 1, N]`` at the model rate ``-> codes [B, levels, ceil(N / hop)]``."""
-        return self.quantizer.encode(self.encoder(self.pad_to_hop(wav)), levels)
+        return self.quantizer.encode(self.encoder(self.pad_to_hop(wav)), levels, beam)
 
     @torch.no_grad()
     def decode_batch(self, codes: torch.Tensor) -> torch.Tensor:
@@ -146,13 +146,15 @@ class CodecModel(nn.Module):
     # -- user-facing API --------------------------------------------------------
 
     def encode(self, wav: torch.Tensor | np.ndarray, sample_rate: int,
-               kbps: float | None = None, levels: int | None = None) -> torch.Tensor:
+               kbps: float | None = None, levels: int | None = None, beam: int = DEFAULT_BEAM) -> torch.Tensor:
         """Audio to codes.
 
         Args:
             wav: ``[samples]`` or ``[channels, samples]``, float, at any rate.
             sample_rate: the rate of ``wav``; it is resampled to the model's.
             kbps: target bitrate (default: all levels); or give ``levels``.
+            beam: code sequences the quantizer's search keeps per frame; 1 is greedy
+                (ResidualVectorQuantizer.encode). Any width decodes with the same decoder.
         Returns:
             int64 codes ``[channels, levels, frames]``; channels are coded independently.
         """
@@ -167,19 +169,19 @@ class CodecModel(nn.Module):
             raise AudioError("audio contains NaN or infinite samples")
         # As a stream would: the codes of a file are then the same however it is
         # chunked (see streaming.py and audio.StreamingResampler).
-        encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0])
+        encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0], beam=beam)
         resampler = StreamingResampler(sample_rate, self.sample_rate, wav.shape[0])
         return torch.cat([encoder.push(resampler.push(wav)), encoder.push(resampler.flush()), encoder.flush()],
                          dim=-1)
 
     def streaming_encoder(self, kbps: float | None = None, levels: int | None = None,
-                          channels: int = 1) -> StreamingEncoder:
+                          channels: int = 1, beam: int = DEFAULT_BEAM) -> StreamingEncoder:
         """A stateful encoder for audio at the model's rate that arrives in chunks of any size."""
         if levels is None:
             levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
         if not 1 <= levels <= self.config.levels:
             raise BitrateError(f"levels must be 1 to {self.config.levels}, got {levels}")
-        return StreamingEncoder(self, levels, channels)
+        return StreamingEncoder(self, levels, channels, beam)
 
     def streaming_decoder(self, channels: int = 1) -> StreamingDecoder:
         """A stateful decoder for codes that arrive a few frames at a time."""

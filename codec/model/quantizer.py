@@ -31,6 +31,11 @@ from torch.nn import functional as F
 # Buffers a codebook needs only while training; exported models leave them out.
 TRAINING_BUFFERS = ("cluster_size", "embed_sum", "initialized")
 
+# How many code sequences the encoder's search keeps per frame (ResidualVectorQuantizer.encode).
+# Measured by benchmarks/rvq_search.py: wider beams find codes nearer the encoder's output at
+# low bitrates, where a level's choice matters most, for a little more encoding time.
+DEFAULT_BEAM = 4
+
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -229,16 +234,43 @@ class ResidualVectorQuantizer(nn.Module):
             commit_losses=torch.stack(losses))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, n_levels: int) -> torch.Tensor:
-        """Codes for ``x [B, D, T]`` with the first ``n_levels`` levels: ``[B, n_levels, T]``."""
+    def encode(self, x: torch.Tensor, n_levels: int, beam: int = DEFAULT_BEAM) -> torch.Tensor:
+        """Codes for ``x [B, D, T]`` with the first ``n_levels`` levels: ``[B, n_levels, T]``.
+
+        ``beam=1`` codes greedily: each level takes the code nearest to what the levels
+        before it left over, as training does. A wider beam keeps, for each frame, the
+        ``beam`` code sequences that leave the smallest residual after each level, and
+        returns the one whose sum lies nearest ``x`` after the last: a code that is not the
+        nearest can leave a residual that the next levels fit better. The codes decode
+        with the same decoder and fill the same bitstream; only the encoder searches more.
+        Frames are coded independently, so the codes of a frame do not depend on its
+        neighbours (streaming stays equal to whole-file coding).
+        """
+        if beam < 1:
+            raise ValueError(f"beam must be at least 1, got {beam}")
         batch, dim, frames = x.shape
-        residual = x.transpose(1, 2).reshape(-1, dim)
-        codes = []
-        for vq in self.levels[:n_levels]:
-            level_codes = vq.nearest(residual)
-            residual = residual - vq.lookup(level_codes)
-            codes.append(level_codes.view(batch, frames))
-        return torch.stack(codes, dim=1)
+        vectors = x.transpose(1, 2).reshape(-1, dim)
+        # frames at a time, so the [frames, beam, codebook] distances stay within ~16 MB
+        chunk = max(1, 2 ** 22 // (beam * self.levels[0].codebook_size))
+        codes = torch.cat([self._search(vectors[i:i + chunk], n_levels, beam)
+                           for i in range(0, max(1, vectors.shape[0]), chunk)])
+        return codes.view(batch, frames, n_levels).transpose(1, 2)
+
+    def _search(self, x: torch.Tensor, n_levels: int, beam: int) -> torch.Tensor:
+        """Beam search over the levels for vectors ``x [N, D]``: codes ``[N, n_levels]``."""
+        n, dim = x.shape
+        residuals = x[:, None]                                   # [N, paths, D]: one path to start
+        paths = torch.zeros(n, 1, 0, dtype=torch.int64)          # [N, paths, levels so far]
+        for i, vq in enumerate(self.levels[:n_levels]):
+            embed = vq.embed                                     # [K, D]
+            # the squared residual each path would leave with each code: [N, paths, K]
+            error = residuals.pow(2).sum(-1, keepdim=True) - 2 * residuals @ embed.t() + embed.pow(2).sum(1)
+            kept = 1 if i == n_levels - 1 else min(beam, error.shape[1] * error.shape[2])
+            best = error.flatten(1).topk(kept, dim=1, largest=False).indices      # [N, kept]
+            path, code = best // vq.codebook_size, best % vq.codebook_size
+            residuals = residuals.gather(1, path[..., None].expand(-1, -1, dim)) - embed[code]
+            paths = torch.cat([paths.gather(1, path[..., None].expand(-1, -1, i)), code[..., None]], dim=2)
+        return paths[:, 0]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Sum of code vectors: ``[B, n, T] -> [B, D, T]`` for any ``n`` up to ``levels``."""

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .conv import CausalConv1d, CausalConvTranspose1d
+from .quantizer import DEFAULT_BEAM
 from .seanet import ResidualUnit
 
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -117,9 +118,10 @@ class StreamingEncoder:
     is one frame.
     """
 
-    def __init__(self, model: nn.Module, levels: int, channels: int = 1) -> None:
+    def __init__(self, model: nn.Module, levels: int, channels: int = 1, beam: int = DEFAULT_BEAM) -> None:
         self.model = model
         self.levels = levels
+        self.beam = beam
         self.channels = channels
         self.hop = model.hop
         self.encoder = _stateful(model.encoder.net)
@@ -153,7 +155,7 @@ class StreamingEncoder:
     def _frame(self, frame: torch.Tensor) -> torch.Tensor:
         """``[channels, hop] -> codes [channels, levels, 1]``."""
         latent = self.encoder(frame[:, None])
-        return self.model.quantizer.encode(latent, self.levels)
+        return self.model.quantizer.encode(latent, self.levels, self.beam)
 
 
 class StreamingDecoder:
