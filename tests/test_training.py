@@ -408,6 +408,14 @@ def test_quantizer_dropout_is_a_fraction_of_items_deterministic_per_step_and_ran
     assert bool((levels_per_item(5, 0, c) == 8).all())
 
 
+def test_a_skewed_quantizer_dropout_favours_few_levels():
+    c = TrainConfig(batch_size=20000, quantizer_dropout=1.0, quantizer_dropout_skew=1.0)
+    c.model.levels = 8
+    share = torch.bincount(levels_per_item(0, 0, c), minlength=9)[1:].double() / c.batch_size
+    expected = 1 / torch.arange(1, 9, dtype=torch.float64)
+    torch.testing.assert_close(share, expected / expected.sum(), atol=0.01, rtol=0)
+
+
 # -- logging and validation ----------------------------------------------------------
 
 

@@ -41,6 +41,9 @@ class TrainConfig:
     weight_ema: float = 0.999             # EMA decay of the exported weights, reached after
                                           # a ramp (train.ema_decay); 0 disables the EMA
     quantizer_dropout: float = 0.5        # fraction of each batch coded with 1..levels levels
+    # how the dropped items' level counts are drawn: n levels with probability proportional
+    # to n ** -skew; 0 is uniform over 1..levels, 1 gives the low bitrates more of the batch
+    quantizer_dropout_skew: float = 0.0
     bf16: bool = False
     compile: bool = False
     threads: int = 0                      # torch threads per process; 0 = torch's default

@@ -70,14 +70,17 @@ def ema_decay(step: int, c: TrainConfig) -> float:
 
 
 def levels_per_item(step: int, rank: int, c: TrainConfig) -> torch.Tensor:
-    """Quantizer dropout: a ``quantizer_dropout`` share of the batch uses 1..levels levels.
+    """Quantizer dropout: a ``quantizer_dropout`` share of the batch uses 1..levels levels,
+    ``n`` of them with probability proportional to ``n ** -quantizer_dropout_skew``.
 
     Drawn from a generator seeded by (seed, step, rank): reproducible on resume.
     """
     g = torch.Generator().manual_seed((c.seed * 7919 + step) * 4099 + rank)
     levels = torch.full((c.batch_size,), c.model.levels)
     dropped = torch.rand(c.batch_size, generator=g) < c.quantizer_dropout
-    levels[dropped] = torch.randint(1, c.model.levels + 1, (int(dropped.sum()),), generator=g)
+    if dropped.any():
+        weights = torch.arange(1, c.model.levels + 1, dtype=torch.float64) ** -c.quantizer_dropout_skew
+        levels[dropped] = 1 + torch.multinomial(weights, int(dropped.sum()), replacement=True, generator=g)
     return levels
 
 
