@@ -51,6 +51,10 @@ model_option = click.option("--model", "model_path", default=None, metavar="NAME
                             help="A shipped model's name or a model file (default: the model that made the stream, "
                                  "or speech16k for encoding).")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
+beam_option = click.option("--beam", type=click.IntRange(1, 64), default=None, metavar="N",
+                           help="Code sequences the quantizer's search keeps per frame (default 4): wider finds "
+                                "better codes at low bitrates and encodes more slowly; 1 is greedy. "
+                                "Decoding is the same.")
 
 
 def describe(kbps: float, levels: int, seconds: float, size: int, gain_db: float) -> str:
@@ -64,9 +68,7 @@ def describe(kbps: float, levels: int, seconds: float, size: int, gain_db: float
 @click.option("--kbps", type=float, default=6.0, show_default=True, help="Target bitrate.")
 @click.option("--no-normalize", is_flag=True,
               help="Code the audio at its own level instead of the model's (-20 dBFS for speech16k).")
-@click.option("--beam", type=click.IntRange(1, 64), default=None, metavar="N",
-              help="Code sequences the quantizer's search keeps per frame (default 4): wider finds "
-                   "better codes at low bitrates and encodes more slowly; 1 is greedy. Decoding is the same.")
+@beam_option
 @model_option
 @force_option
 def encode(input_path: str, output_path: str, kbps: float, no_normalize: bool, beam: int | None,
@@ -188,8 +190,9 @@ def info(input_path: str) -> None:
 @click.option("--listen", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
               help="Files that get audio players on the listening page.")
 @click.option("--no-normalize", is_flag=True, help="Code each file at its own level, not the model's.")
+@beam_option
 def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_path: str | None,
-          limit: int | None, listen: int, no_normalize: bool) -> None:
+          limit: int | None, listen: int, no_normalize: bool, beam: int | None) -> None:
     """Score the codec against Opus and Codec2 on REFS (a folder of audio or a TSV manifest).
 
     Every file is coded at each bitrate and scored (PESQ-WB, STOI, log-mel L1, SI-SDR) against
@@ -197,9 +200,11 @@ def eval_(refs: str, kbps_spec: str, baseline_spec: str, out_dir: str, model_pat
     rate-distortion plot and an HTML page to listen side by side.
     """
     from .evaluation import evaluate, parse_baselines, parse_kbps
+    from .model.quantizer import DEFAULT_BEAM
 
     result = evaluate(refs, out_dir, kbps=parse_kbps(kbps_spec), baselines=parse_baselines(baseline_spec),
                       model=model_path, limit=limit, listen=listen, normalize=not no_normalize,
+                      beam=DEFAULT_BEAM if beam is None else beam,
                       log=lambda line: click.echo(f"codec eval: {line}", err=True))
     click.echo(result.summary_text)
     click.echo(f"wrote {result.csv_path}, {result.plot_path} and {result.html_path}", err=True)

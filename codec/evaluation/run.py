@@ -27,6 +27,7 @@ from ..datasets import list_audio
 from ..errors import CodecError
 from ..fileio import atomic_output
 from ..model import CodecModel, load_model
+from ..model.quantizer import DEFAULT_BEAM
 from .align import align, shift
 from .baselines import Baseline
 from .report import Clip, Row, Summary, format_summary, plot_rate_distortion, summarize, write_csv, write_html
@@ -86,9 +87,10 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
         write_audio(f, wav, SCORE_RATE)
 
 
-def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool) -> tuple[np.ndarray, int]:
+def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool,
+               beam: int) -> tuple[np.ndarray, int]:
     """``reference [N]`` coded to a .rvq stream and back: ``(decoded [N], stream size in bytes)``."""
-    data = compress(reference, SCORE_RATE, kbps=kbps, model=model, normalize=normalize)
+    data = compress(reference, SCORE_RATE, kbps=kbps, model=model, normalize=normalize, beam=beam)
     decoded, _ = decompress(data, model=model, sample_rate=SCORE_RATE)
     return decoded[0].numpy(), len(data)
 
@@ -96,7 +98,7 @@ def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize:
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
              baselines: Sequence[Baseline] = (), model: CodecModel | str | None = None,
              limit: int | None = None, listen: int = 5, log: Callable[[str], None] = print,
-             progress: bool = True, normalize: bool = True) -> EvalResult:
+             progress: bool = True, normalize: bool = True, beam: int = DEFAULT_BEAM) -> EvalResult:
     """Code and score every file of ``refs`` (a folder or a manifest); write the reports to ``out_dir``.
 
     Args:
@@ -111,6 +113,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
         log: where notices (skipped baselines) go.
         progress: show a progress bar (on a terminal).
         normalize: code each file at the model's level, as `codec encode` does (codec.loudness).
+        beam: the width of the quantizer's search for codes, as `codec encode --beam`.
     """
     metric_packages()                                   # fail before any work if PESQ/STOI are missing
     model = model if isinstance(model, CodecModel) else load_model(model)
@@ -172,7 +175,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
                 bar.update(1)
 
             for rate in rates:
-                decoded, size = _code_ours(model, reference, rate, normalize)
+                decoded, size = _code_ours(model, reference, rate, normalize, beam)
                 record(OURS, rate, decoded, size, delayed=False)
             for b in active:
                 for rate in b.kbps:
@@ -183,7 +186,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
     summary = summarize(rows, systems)
     model_name = model.config.name
     level = f"coded at {model.config.input_dbfs:g} dBFS" if normalize else "coded as recorded"
-    title = f"codec eval: model {model_name} ({level}) on {len(files)} file{'s' * (len(files) != 1)}"
+    title = f"codec eval: model {model_name} ({level}, beam {beam}) on {len(files)} file{'s' * (len(files) != 1)}"
     labels = {OURS: f"codec ({model_name})", **{b.name: b.label for b in active}}
     csv_path, plot_path, html_path = out / CSV_NAME, out / PLOT_NAME, out / HTML_NAME
     write_csv(rows, csv_path)
