@@ -52,7 +52,7 @@ model_option = click.option("--model", "model_path", default=None, metavar="NAME
                                  "or speech16k for encoding).")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 beam_option = click.option("--beam", type=click.IntRange(1, 64), default=None, metavar="N",
-                           help="Code sequences the quantizer's search keeps per frame (default 4): wider finds "
+                           help="Code sequences the quantizer's search keeps per frame (default 8): wider finds "
                                 "better codes at low bitrates and encodes more slowly; 1 is greedy. "
                                 "Decoding is the same.")
 
