@@ -150,6 +150,12 @@ def test_a_full_width_beam_finds_the_nearest_pair_of_codes():
     assert best.mean() < narrow.mean() < greedy.mean()
 
 
+def test_the_search_stays_on_the_device_of_its_input():
+    """Validation codes on the GPU in training; the meta device catches a tensor made on the CPU."""
+    rvq = ResidualVectorQuantizer(dim=8, levels=3, codebook_size=16).eval().to("meta")
+    assert rvq.encode(torch.randn(2, 8, 5, device="meta"), 3, beam=4).shape == (2, 3, 5)
+
+
 def test_a_beam_below_one_is_refused():
     with pytest.raises(ValueError, match="beam"):
         trained_quantizer(levels=2, codebook_size=8).encode(torch.randn(1, 8, 3), 2, beam=0)

@@ -261,7 +261,7 @@ class ResidualVectorQuantizer(nn.Module):
         """Beam search over the levels for vectors ``x [N, D]``: codes ``[N, n_levels]``."""
         n, dim = x.shape
         residuals = x[:, None]                                   # [N, paths, D]: one path to start
-        paths = torch.zeros(n, 1, 0, dtype=torch.int64)          # [N, paths, levels so far]
+        paths = torch.zeros(n, 1, 0, dtype=torch.int64, device=x.device)   # [N, paths, levels so far]
         for i, vq in enumerate(self.levels[:n_levels]):
             embed = vq.embed                                     # [K, D]
             # the squared residual each path would leave with each code: [N, paths, K]
