@@ -24,7 +24,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import codec  # noqa: E402
 from benchmarks.dev_sample import add_sample_arguments, load_sample  # noqa: E402
 from codec.evaluation.run import load_reference, parse_kbps  # noqa: E402
 from codec.evaluation.scores import score  # noqa: E402

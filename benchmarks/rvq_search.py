@@ -1,7 +1,7 @@
 """What does a wider search for codes gain, and what does it cost?
 
     python benchmarks/rvq_search.py [REFS] [--model NAME|FILE] [--kbps 0.5,1.5,3,6]
-        [--beams 1,4,16] [--limit 21] [--seconds 6] [--threads 1]
+        [--beams 1,4,8,16] [--limit 21] [--seconds 6] [--threads 1]
 
 Codes the first ``--seconds`` of ``--limit`` files of REFS (a folder or manifest; default
 ../shared/corpus/dev, files spread over the list) through ``codec.compress``/``decompress``
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser, limit=21, threads=1)
     parser.add_argument("--kbps", default="0.5,1.5,3,6", help="bitrates, comma-separated")
-    parser.add_argument("--beams", default="1,4,16", help="beam widths, comma-separated; the first is the base")
+    parser.add_argument("--beams", default="1,4,8,16", help="beam widths, comma-separated; the first is the base")
     args = parser.parse_args()
 
     model, files = load_sample(args)

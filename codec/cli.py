@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import NoReturn
 
 import click
 
@@ -17,17 +18,36 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+# `codec` with no command shows its help; click signals that with a UsageError (click >= 8.2)
+SHOW_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def usage_error(e: click.UsageError) -> NoReturn:
+    """One line on stderr, where click would print usage, a hint and the error on three."""
+    where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+    click.echo(f"codec: error: {e.format_message()}{where}", err=True)
+    sys.exit(e.exit_code)
+
+
 class CodecCommand(click.Group):
     """Turns CodecError, usage errors (and interruptions) into one line on stderr instead of a
     traceback or click's three-line usage message."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:                                   # the top level's own options: `codec --bogus`
+            return super().parse_args(ctx, args)
+        except SHOW_HELP:
+            raise
+        except click.UsageError as e:
+            usage_error(e)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except click.UsageError as e:
-            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-            click.echo(f"codec: error: {e.format_message()}{where}", err=True)
-            sys.exit(e.exit_code)
+        except SHOW_HELP:
+            raise
+        except click.UsageError as e:          # a command's arguments, or an unknown command
+            usage_error(e)
         except CodecError as e:
             click.echo(f"codec: error: {e}", err=True)
             sys.exit(EXIT_ERROR)

@@ -68,8 +68,8 @@ def test_encode_searches_with_the_beam_it_is_given(tmp_path, wav_file, tiny_mode
 
     model = load_model(tiny_model_file)
     wav, rate = sf.read(wav_file, dtype="float32", always_2d=True)
-    for flags, beam in [((), DEFAULT_BEAM), (("--beam", "1"), 1), (("--beam", "8"), 8)]:
-        out = tmp_path / f"{beam}.rvq"
+    for i, (flags, beam) in enumerate([((), DEFAULT_BEAM), (("--beam", "1"), 1), (("--beam", "3"), 3)]):
+        out = tmp_path / f"{i}.rvq"
         result = run("encode", wav_file, out, "--kbps", "1.8", "--no-normalize", "--model", tiny_model_file, *flags)
         assert result.exit_code == 0, result.stderr
         assert np.array_equal(decode_bytes(out.read_bytes())[1], model.encode(wav.T, rate, kbps=1.8, beam=beam).numpy())
@@ -85,6 +85,18 @@ def test_a_usage_error_is_one_line(tmp_path, wav_file, args, fragments):
     result = run("encode", wav_file, tmp_path / "x.rvq", *args)
     one_line_error(result, *fragments)
     assert result.exit_code == 2 and not (tmp_path / "x.rvq").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [(["--bogus"], "'codec --help'"), (["encdoe"], "No such command")])
+def test_a_usage_error_at_the_top_level_is_one_line(args, fragment):
+    result = run(*args)
+    one_line_error(result, fragment)
+    assert result.exit_code == 2
+
+
+def test_codec_alone_shows_its_help():
+    result = run()
+    assert "Usage: codec" in result.output and "encode" in result.output and "codec: error" not in result.output
 
 
 def test_decoding_with_the_stream_fingerprint_finds_no_model(rvq_file, tmp_path):

@@ -156,9 +156,23 @@ def test_the_search_stays_on_the_device_of_its_input():
     assert rvq.encode(torch.randn(2, 8, 5, device="meta"), 3, beam=4).shape == (2, 3, 5)
 
 
-def test_a_beam_below_one_is_refused():
+def test_coding_many_frames_at_once_equals_coding_them_one_at_a_time():
+    """Wide beams over big codebooks search a few frames at a time: 64 here, so two items of
+    65 frames (130 in all) take three searches."""
+    rvq = trained_quantizer(levels=3, codebook_size=1024)
+    x = torch.randn(2, 8, 65)
+    together = rvq.encode(x, 3, beam=64)
+    one_by_one = torch.cat([rvq.encode(x[:, :, t:t + 1], 3, beam=64) for t in range(65)], dim=2)
+    assert torch.equal(together, one_by_one)
+    assert rvq.encode(x[:, :, :0], 3, beam=64).shape == (2, 3, 0)
+
+
+@pytest.mark.parametrize("beam", [0, -1, 2.5, True])
+def test_a_beam_that_is_not_a_whole_number_of_at_least_one_is_refused(tiny_model, beam):
     with pytest.raises(ValueError, match="beam"):
-        trained_quantizer(levels=2, codebook_size=8).encode(torch.randn(1, 8, 3), 2, beam=0)
+        trained_quantizer(levels=2, codebook_size=8).encode(torch.randn(1, 8, 3), 2, beam=beam)
+    with pytest.raises(ValueError, match="beam"):                  # before any audio is coded
+        tiny_model.streaming_encoder(levels=2, beam=beam)
 
 
 def test_kmeans_initialisation_and_dead_code_replacement():

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import AudioError, BitrateError
-from .quantizer import DEFAULT_BEAM, QuantizerOutput, ResidualVectorQuantizer
+from .quantizer import DEFAULT_BEAM, QuantizerOutput, ResidualVectorQuantizer, check_beam
 from .seanet import Decoder, Encoder
 from .streaming import StreamingDecoder, StreamingEncoder
 
@@ -135,7 +135,8 @@ class CodecModel(nn.Module):
 
     @torch.no_grad()
     def encode_batch(self, wav: torch.Tensor, levels: int, beam: int = DEFAULT_BEAM) -> torch.Tensor:
-        """``[B, 1, N]`` at the model rate ``-> codes [B, levels, ceil(N / hop)]``."""
+        """``[B, 1, N]`` at the model rate ``-> codes [B, levels, ceil(N / hop)]``, found by
+        a search ``beam`` wide (ResidualVectorQuantizer.encode)."""
         return self.quantizer.encode(self.encoder(self.pad_to_hop(wav)), levels, beam)
 
     @torch.no_grad()
@@ -176,12 +177,13 @@ class CodecModel(nn.Module):
 
     def streaming_encoder(self, kbps: float | None = None, levels: int | None = None,
                           channels: int = 1, beam: int = DEFAULT_BEAM) -> StreamingEncoder:
-        """A stateful encoder for audio at the model's rate that arrives in chunks of any size."""
+        """A stateful encoder for audio at the model's rate that arrives in chunks of any size;
+        ``beam`` is the width of its search for codes (ResidualVectorQuantizer.encode)."""
         if levels is None:
             levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
         if not 1 <= levels <= self.config.levels:
             raise BitrateError(f"levels must be 1 to {self.config.levels}, got {levels}")
-        return StreamingEncoder(self, levels, channels, beam)
+        return StreamingEncoder(self, levels, channels, check_beam(beam))
 
     def streaming_decoder(self, channels: int = 1) -> StreamingDecoder:
         """A stateful decoder for codes that arrive a few frames at a time."""
