@@ -1,15 +1,16 @@
-"""What does a wider search for codes gain, and what does it cost?
+"""What does a wider or longer search for codes gain, and what does it cost?
 
     python benchmarks/rvq_search.py [REFS] [--model NAME|FILE] [--kbps 0.5,1.5,3,6]
-        [--beams 1,4,8,16] [--limit 21] [--seconds 6] [--threads 1]
+        [--beams 1,4,8,16] [--refine 0] [--limit 21] [--seconds 6] [--threads 1]
 
 Codes the first ``--seconds`` of ``--limit`` files of REFS (a folder or manifest; default
 ../shared/corpus/dev, files spread over the list) through ``codec.compress``/``decompress``
-at each bitrate, once per beam width of the quantizer's search (1 = greedy; see
-ResidualVectorQuantizer.encode). The decoder and the stream's size are the same for
-every width. Prints, per bitrate, the mean PESQ-WB and STOI of each width, their paired
-difference from greedy coding (mean +/- standard error over the files), and the
-encoding time per second of audio.
+at each bitrate, once per pair of a beam width of the quantizer's search (1 = greedy; see
+ResidualVectorQuantizer.encode) and a number of refinement steps (0 = the encoder's
+codes; see codec.model.refine). The decoder and the stream's size are the same for
+every search. Prints, per bitrate, the mean PESQ-WB and STOI of each search, their paired
+difference from the first (mean +/- standard error over the files), and the encoding
+time per second of audio.
 """
 
 from __future__ import annotations
@@ -31,30 +32,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser, limit=21, threads=1)
     parser.add_argument("--kbps", default="0.5,1.5,3,6", help="bitrates, comma-separated")
-    parser.add_argument("--beams", default="1,4,8,16", help="beam widths, comma-separated; the first is the base")
+    parser.add_argument("--beams", default="1,4,8,16", help="beam widths, comma-separated")
+    parser.add_argument("--refine", default="0", help="refinement steps, comma-separated; the first "
+                                                      "width with the first step count is the base")
     args = parser.parse_args()
 
     model, files = load_sample(args)
     references = [load_reference(path)[:int(args.seconds * SCORE_RATE)] for path in files]
     seconds = sum(len(r) for r in references) / SCORE_RATE
-    beams = [int(b) for b in args.beams.split(",")]
+    searches = [(int(b), int(r)) for b in args.beams.split(",") for r in args.refine.split(",")]
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s ({seconds:.0f} s in all), model "
           f"{model.config.name} ({model.fingerprint[:16]}), {args.threads} thread(s)")
     for kbps in (float(k) for k in args.kbps.split(",")):
         scores: dict[str, list[tuple[float, float]]] = {}
         timing: dict[str, str] = {}
-        for beam in beams:
-            name = f"{kbps:g} kbps, beam {beam}"
+        for beam, refine in searches:
+            name = f"{kbps:g} kbps, beam {beam}, refine {refine}"
             scores[name], spent = [], 0.0
             for reference in references:
                 start = time.perf_counter()
-                data = codec.compress(reference, SCORE_RATE, kbps=kbps, model=model, beam=beam)
+                data = codec.compress(reference, SCORE_RATE, kbps=kbps, model=model, beam=beam, refine=refine)
                 spent += time.perf_counter() - start
                 decoded = codec.decompress(data, model=model, sample_rate=SCORE_RATE)[0][0].numpy()
                 scores[name].append((pesq_wb(reference, decoded), stoi(reference, decoded)))
             timing[name] = f"{spent / seconds:.3f}"
         print()
-        print_paired(scores, base=f"{kbps:g} kbps, beam {beams[0]}", column="encode s/s", notes=timing)
+        print_paired(scores, base=next(iter(scores)), column="encode s/s", notes=timing)
 
 
 if __name__ == "__main__":

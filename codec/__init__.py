@@ -29,13 +29,17 @@ __all__ = ["load_model", "save_model", "compress", "decompress", "loudness", "Co
 
 
 def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0,
-             model: CodecModel | str | None = None, normalize: bool = True, beam: int = DEFAULT_BEAM) -> bytes:
+             model: CodecModel | str | None = None, normalize: bool = True, beam: int = DEFAULT_BEAM,
+             refine: int | None = None) -> bytes:
     """Encode ``wav`` (``[samples]`` or ``[channels, samples]``) into .rvq bytes.
 
     With ``normalize`` the audio is coded at the level the model was trained at, and
     the gain recorded in the stream is undone by `decompress` (codec.loudness).
     ``beam`` is the width of the quantizer's search for codes (1 = greedy, faster); it
-    changes which codes are chosen, not how they decode.
+    changes which codes are chosen, not how they decode. ``refine`` is the number of steps
+    of the search for codes whose decoding sounds nearest the input (codec.model.refine):
+    much better codes at 3 kbps and up, several times slower encoding; 0 is fast, and None
+    takes ``codec.model.refine.DEFAULT_REFINE``.
     """
     from .audio import check_audio
     from .coding import encode_to
@@ -45,7 +49,7 @@ def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0
     wav = wav[None] if wav.dim() == 1 else wav
     check_audio(wav.numpy(), "audio", reject_silence=False)
     out = io.BytesIO()
-    encode_to(out, model, wav, sample_rate, kbps, normalize=normalize, beam=beam)
+    encode_to(out, model, wav, sample_rate, kbps, normalize=normalize, beam=beam, refine=refine)
     return out.getvalue()
 
 

@@ -16,6 +16,7 @@ from .loudness import amplitude, gain_db
 from .model import CodecModel
 from .model.files import find_shipped_model, load_model
 from .model.quantizer import DEFAULT_BEAM
+from .model.refine import refine_or_default
 
 
 def stream_fingerprint(model: CodecModel) -> bytes:
@@ -26,7 +27,8 @@ def stream_fingerprint(model: CodecModel) -> bytes:
 
 
 def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sample_rate: int,
-              kbps: float, normalize: bool = True, beam: int = DEFAULT_BEAM) -> StreamHeader:
+              kbps: float, normalize: bool = True, beam: int = DEFAULT_BEAM,
+              refine: int | None = None) -> StreamHeader:
     """Encode ``wav [channels, samples]`` at ``sample_rate`` into ``f`` at ``kbps``.
 
     With ``normalize``, the audio is coded at the model's level (codec.loudness).
@@ -36,13 +38,13 @@ def encode_to(f: BinaryIO, model: CodecModel, wav: np.ndarray | torch.Tensor, sa
         wav = wav[None]
     gain = gain_db(wav, sample_rate, model.config.input_dbfs) if normalize else 0.0
     return encode_stream(f, model, [wav], sample_rate, wav.shape[0], kbps, num_samples=wav.shape[1],
-                         gain_db=gain, beam=beam)
+                         gain_db=gain, beam=beam, refine=refine)
 
 
 def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | torch.Tensor],
                   sample_rate: int, channels: int, kbps: float, num_samples: int | None = None,
                   reject_silence: bool = False, name: str = "the audio", gain_db: float = 0.0,
-                  beam: int = DEFAULT_BEAM) -> StreamHeader:
+                  beam: int = DEFAULT_BEAM, refine: int | None = None) -> StreamHeader:
     """Encode audio that arrives in ``blocks [channels, n]`` into ``f``, a packet at a time;
     returns the header with the length that was read.
 
@@ -51,7 +53,9 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     known in advance (a file); a pipe's length is recorded by the end packet only.
     The codes equal ``model.encode`` of the whole audio scaled by ``gain_db``, however
     it is cut into blocks; the gain goes into the header (a multiple of 0.5 dB, see
-    codec.loudness for the gain that suits the model).
+    codec.loudness for the gain that suits the model). ``beam`` and ``refine`` set the
+    encoder's search for codes (codec.model.quantizer, codec.model.refine); ``refine=None``
+    takes the default for file coding, ``DEFAULT_REFINE``.
     """
     levels = model.levels_for_kbps(kbps)
     if channels > MAX_CHANNELS:
@@ -65,7 +69,7 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     writer = BitstreamWriter(f, header)             # checks the header, the gain included
     scale = amplitude(gain_db)
     resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
-    encoder = model.streaming_encoder(levels=levels, channels=channels, beam=beam)
+    encoder = model.streaming_encoder(levels=levels, channels=channels, beam=beam, refine=refine_or_default(refine))
     audible = False
     for block in blocks:
         block = torch.as_tensor(block, dtype=torch.float32)

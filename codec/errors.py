@@ -25,3 +25,14 @@ class ModelError(CodecError):
 
 class BitrateError(CodecError):
     """A requested bitrate outside what the model can deliver."""
+
+
+def whole_number(name: str, value: int, minimum: int) -> int:
+    """``value`` if it is an int of at least ``minimum``; else ValueError naming ``name``.
+
+    For arguments that count things (beam widths, search steps), where a float or a
+    bool would be a caller's mistake rather than a user's input.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return value

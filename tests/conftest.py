@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from click.testing import CliRunner
 
 from codec.cli import main
 from codec.model import CodecConfig, CodecModel, save_model
+from codec.model import refine as refinement
 
 SAMPLES = Path(__file__).resolve().parent.parent / "audio_samples"
 
@@ -27,6 +29,15 @@ def tiny_config(**overrides) -> CodecConfig:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _encode_without_refinement(request, monkeypatch):
+    """File coding refines its codes by default (codec.model.refine), which makes encoding
+    several times slower. Tests that are not about refinement code without it, so the suite
+    stays fast; tests marked ``default_refine`` keep the shipped default."""
+    if "default_refine" not in request.keywords:
+        monkeypatch.setattr(refinement, "DEFAULT_REFINE", 0)
 
 
 @pytest.fixture
@@ -58,6 +69,14 @@ def tiny_model_file(tmp_path) -> Path:
 def shared_tiny_model_file(tmp_path_factory) -> Path:
     """The same model, built once for the tests that only read it."""
     return save_fitted_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def wav_file(tmp_path) -> Path:
+    """A 1.3 s speech-like mono WAV at 16 kHz."""
+    path = tmp_path / "in.wav"
+    sf.write(path, speech_like(1.3).T, 16000, subtype="PCM_16")
+    return path
 
 
 def run(*args):

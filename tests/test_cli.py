@@ -18,13 +18,6 @@ from .conftest import one_line_error, run, speech_like, tiny_config
 
 
 @pytest.fixture
-def wav_file(tmp_path) -> Path:
-    path = tmp_path / "in.wav"
-    sf.write(path, speech_like(1.3).T, 16000, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture
 def rvq_file(tmp_path, wav_file, tiny_model_file) -> Path:
     out = tmp_path / "in.rvq"
     result = run("encode", wav_file, out, "--kbps", "1.8", "--model", tiny_model_file)

@@ -195,7 +195,7 @@ def test_eval_writes_csv_plot_and_listening_page(refs, shared_tiny_model_file, t
     assert not (out / "audio" / "001_c").exists()                             # --listen 1
 
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"codec eval: model tiny (coded at -20 dBFS, beam {DEFAULT_BEAM}) on 2 files")
+    assert lines[0].startswith(f"codec eval: model tiny (coded at -20 dBFS, beam {DEFAULT_BEAM}, refine 0) on 2 files")
     assert lines[2].split()[:3] == ["system", "kbps", "on"] and sum(ln.startswith("codec ") for ln in lines[2:]) == 2
     assert "PESQ-WB" in result.stdout and "every bitrate step" in result.stdout
 
@@ -207,10 +207,10 @@ def test_eval_reads_a_manifest_and_limits_the_files(refs, shared_tiny_model_file
     manifest.write_text("path\tspeaker\nb/c.wav\ts1\na.flac\ts2\n")
     out = tmp_path / "out"
     result = run("eval", manifest, "--model", shared_tiny_model_file, "--kbps", "2.4", "--baseline", "none",
-                 "--out", out, "--limit", "1", "--listen", "0", "--beam", "1")
+                 "--out", out, "--limit", "1", "--listen", "0", "--beam", "1", "--refine", "1")
     assert result.exit_code == 0, result.stderr
     assert [(r["file"], r["nominal_kbps"]) for r in read_rows(out / "results.csv")] == [("b/c.wav", "2.4000")]
-    assert result.stdout.startswith("codec eval: model tiny (coded at -20 dBFS, beam 1) on 1 file")
+    assert result.stdout.startswith("codec eval: model tiny (coded at -20 dBFS, beam 1, refine 1) on 1 file")
     assert "<audio" not in (out / "index.html").read_text()
 
 

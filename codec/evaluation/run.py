@@ -28,6 +28,7 @@ from ..errors import CodecError
 from ..fileio import atomic_output
 from ..model import CodecModel, load_model
 from ..model.quantizer import DEFAULT_BEAM
+from ..model.refine import refine_or_default
 from .align import align, shift
 from .baselines import Baseline
 from .report import Clip, Row, Summary, format_summary, plot_rate_distortion, summarize, write_csv, write_html
@@ -88,9 +89,9 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
 
 
 def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool,
-               beam: int) -> tuple[np.ndarray, int]:
+               beam: int, refine: int) -> tuple[np.ndarray, int]:
     """``reference [N]`` coded to a .rvq stream and back: ``(decoded [N], stream size in bytes)``."""
-    data = compress(reference, SCORE_RATE, kbps=kbps, model=model, normalize=normalize, beam=beam)
+    data = compress(reference, SCORE_RATE, kbps=kbps, model=model, normalize=normalize, beam=beam, refine=refine)
     decoded, _ = decompress(data, model=model, sample_rate=SCORE_RATE)
     return decoded[0].numpy(), len(data)
 
@@ -98,7 +99,8 @@ def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize:
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
              baselines: Sequence[Baseline] = (), model: CodecModel | str | None = None,
              limit: int | None = None, listen: int = 5, log: Callable[[str], None] = print,
-             progress: bool = True, normalize: bool = True, beam: int = DEFAULT_BEAM) -> EvalResult:
+             progress: bool = True, normalize: bool = True, beam: int = DEFAULT_BEAM,
+             refine: int | None = None) -> EvalResult:
     """Code and score every file of ``refs`` (a folder or a manifest); write the reports to ``out_dir``.
 
     Args:
@@ -114,8 +116,11 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
         progress: show a progress bar (on a terminal).
         normalize: code each file at the model's level, as `codec encode` does (codec.loudness).
         beam: the width of the quantizer's search for codes, as `codec encode --beam`.
+        refine: steps of the encoder's refinement of its codes, as `codec encode --refine`
+            (None: the default).
     """
     metric_packages()                                   # fail before any work if PESQ/STOI are missing
+    refine = refine_or_default(refine)
     model = model if isinstance(model, CodecModel) else load_model(model)
     levels = sorted({model.levels_for_kbps(k) for k in kbps})
     rates = [model.kbps_for_levels(n) for n in levels]
@@ -175,7 +180,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
                 bar.update(1)
 
             for rate in rates:
-                decoded, size = _code_ours(model, reference, rate, normalize, beam)
+                decoded, size = _code_ours(model, reference, rate, normalize, beam, refine)
                 record(OURS, rate, decoded, size, delayed=False)
             for b in active:
                 for rate in b.kbps:
@@ -186,7 +191,8 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
     summary = summarize(rows, systems)
     model_name = model.config.name
     level = f"coded at {model.config.input_dbfs:g} dBFS" if normalize else "coded as recorded"
-    title = f"codec eval: model {model_name} ({level}, beam {beam}) on {len(files)} file{'s' * (len(files) != 1)}"
+    title = (f"codec eval: model {model_name} ({level}, beam {beam}, refine {refine}) "
+             f"on {len(files)} file{'s' * (len(files) != 1)}")
     labels = {OURS: f"codec ({model_name})", **{b.name: b.label for b in active}}
     csv_path, plot_path, html_path = out / CSV_NAME, out / PLOT_NAME, out / HTML_NAME
     write_csv(rows, csv_path)

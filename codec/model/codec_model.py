@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import AudioError, BitrateError
 from .quantizer import DEFAULT_BEAM, QuantizerOutput, ResidualVectorQuantizer, check_beam
+from .refine import check_refine
 from .seanet import Decoder, Encoder
 from .streaming import StreamingDecoder, StreamingEncoder
 
@@ -147,7 +148,8 @@ class CodecModel(nn.Module):
     # -- user-facing API --------------------------------------------------------
 
     def encode(self, wav: torch.Tensor | np.ndarray, sample_rate: int,
-               kbps: float | None = None, levels: int | None = None, beam: int = DEFAULT_BEAM) -> torch.Tensor:
+               kbps: float | None = None, levels: int | None = None, beam: int = DEFAULT_BEAM,
+               refine: int = 0) -> torch.Tensor:
         """Audio to codes.
 
         Args:
@@ -156,6 +158,8 @@ class CodecModel(nn.Module):
             kbps: target bitrate (default: all levels); or give ``levels``.
             beam: code sequences the quantizer's search keeps per frame; 1 is greedy
                 (ResidualVectorQuantizer.encode). Any width decodes with the same decoder.
+            refine: steps of the search for codes whose decoding is nearest the audio
+                (refine.py): better codes, much slower encoding; 0 takes the encoder's.
         Returns:
             int64 codes ``[channels, levels, frames]``; channels are coded independently.
         """
@@ -170,20 +174,21 @@ class CodecModel(nn.Module):
             raise AudioError("audio contains NaN or infinite samples")
         # As a stream would: the codes of a file are then the same however it is
         # chunked (see streaming.py and audio.StreamingResampler).
-        encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0], beam=beam)
+        encoder = self.streaming_encoder(kbps, levels, channels=wav.shape[0], beam=beam, refine=refine)
         resampler = StreamingResampler(sample_rate, self.sample_rate, wav.shape[0])
         return torch.cat([encoder.push(resampler.push(wav)), encoder.push(resampler.flush()), encoder.flush()],
                          dim=-1)
 
     def streaming_encoder(self, kbps: float | None = None, levels: int | None = None,
-                          channels: int = 1, beam: int = DEFAULT_BEAM) -> StreamingEncoder:
+                          channels: int = 1, beam: int = DEFAULT_BEAM, refine: int = 0) -> StreamingEncoder:
         """A stateful encoder for audio at the model's rate that arrives in chunks of any size;
-        ``beam`` is the width of its search for codes (ResidualVectorQuantizer.encode)."""
+        ``beam`` is the width of its search for codes (ResidualVectorQuantizer.encode), and
+        ``refine`` the steps of its search for codes that decode nearer the audio (refine.py)."""
         if levels is None:
             levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
         if not 1 <= levels <= self.config.levels:
             raise BitrateError(f"levels must be 1 to {self.config.levels}, got {levels}")
-        return StreamingEncoder(self, levels, channels, check_beam(beam))
+        return StreamingEncoder(self, levels, channels, check_beam(beam), check_refine(refine))
 
     def streaming_decoder(self, channels: int = 1) -> StreamingDecoder:
         """A stateful decoder for codes that arrive a few frames at a time."""

@@ -28,6 +28,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import whole_number
+
 # Buffers a codebook needs only while training; exported models leave them out.
 TRAINING_BUFFERS = ("cluster_size", "embed_sum", "initialized")
 
@@ -41,9 +43,7 @@ DEFAULT_BEAM = 8
 
 def check_beam(beam: int) -> int:
     """``beam`` as an int, or ValueError if it is not a whole number of at least 1."""
-    if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-        raise ValueError(f"beam must be a whole number of at least 1, got {beam!r}")
-    return beam
+    return whole_number("beam", beam, 1)
 
 
 def _distributed() -> bool:

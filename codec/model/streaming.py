@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from .conv import CausalConv1d, CausalConvTranspose1d
 from .quantizer import DEFAULT_BEAM
+from .refine import BlockRefiner
 from .seanet import ResidualUnit
 
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -113,18 +114,22 @@ class StreamingEncoder:
 
     ``push(chunk [channels, n]) -> codes [channels, levels, frames]`` returns the
     frames completed by the chunk (possibly none); ``flush()`` zero-pads the last
-    partial frame, as the whole-file pass does, and returns it. A frame's codes
-    are determined once its ``hop`` samples have arrived: the algorithmic latency
-    is one frame.
+    partial frame, as the whole-file pass does, and returns it and any frames still held.
+    A frame's codes are determined once its ``hop`` samples have arrived: the
+    algorithmic latency is one frame. With ``refine`` steps (refine.py) the codes
+    come out a block of frames at a time instead, each block once its last frame
+    has arrived.
     """
 
-    def __init__(self, model: nn.Module, levels: int, channels: int = 1, beam: int = DEFAULT_BEAM) -> None:
+    def __init__(self, model: nn.Module, levels: int, channels: int = 1, beam: int = DEFAULT_BEAM,
+                 refine: int = 0) -> None:
         self.model = model
         self.levels = levels
         self.beam = beam
         self.channels = channels
         self.hop = model.hop
         self.encoder = _stateful(model.encoder.net)
+        self.refiner = BlockRefiner(model, levels, channels, beam, refine) if refine else None
         self.pending = torch.zeros(channels, 0)
         self.samples_in = 0
 
@@ -146,15 +151,21 @@ class StreamingEncoder:
 
     @torch.no_grad()
     def flush(self) -> torch.Tensor:
-        """Codes of the last, zero-padded partial frame (none if the input ended on a frame)."""
-        if self.pending.shape[-1] == 0:
-            return torch.zeros(self.channels, self.levels, 0, dtype=torch.int64)
-        self.pending = F.pad(self.pending, (0, self.hop - self.pending.shape[-1]))
-        return self.push(torch.zeros(self.channels, 0))
+        """Codes of the last, zero-padded partial frame (none if the input ended on a frame),
+        and of the frames a refining encoder still holds."""
+        codes = torch.zeros(self.channels, self.levels, 0, dtype=torch.int64)
+        if self.pending.shape[-1]:
+            self.pending = F.pad(self.pending, (0, self.hop - self.pending.shape[-1]))
+            codes = self.push(torch.zeros(self.channels, 0))
+        if self.refiner is not None:
+            codes = torch.cat([codes, self.refiner.flush()], dim=-1)
+        return codes
 
     def _frame(self, frame: torch.Tensor) -> torch.Tensor:
-        """``[channels, hop] -> codes [channels, levels, 1]``."""
+        """``[channels, hop] -> codes [channels, levels, 0 or more]``."""
         latent = self.encoder(frame[:, None])
+        if self.refiner is not None:
+            return self.refiner.push(latent, frame)
         return self.model.quantizer.encode(latent, self.levels, self.beam)
 
 
