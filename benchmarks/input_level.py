@@ -36,7 +36,8 @@ from codec.loudness import LoudnessMeter, amplitude, gain_db  # noqa: E402
 
 
 def code(model: codec.CodecModel, wav: np.ndarray, kbps: float, normalize: bool) -> np.ndarray:
-    decoded, _ = codec.decompress(codec.compress(wav, SCORE_RATE, kbps=kbps, model=model, normalize=normalize, refine=0),
+    decoded, _ = codec.decompress(codec.compress(wav, SCORE_RATE, kbps=kbps, model=model,
+                                                    normalize=normalize, refine=0),
                                   model=model, sample_rate=SCORE_RATE)
     return decoded[0].numpy()
 

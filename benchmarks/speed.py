@@ -66,15 +66,16 @@ def main() -> None:
           f"decode RTF {t_dec / 60:.4f} ({60 / t_dec:.0f}x real time)")
     wav10 = wav60[:, :10 * 16000]
     t_refine = best_of(lambda: model.encode(wav10, 16000, levels=levels, refine=DEFAULT_REFINE), repeats=1)
-    print(f"10 s file at 6 kbps, refined as `codec encode` does ({DEFAULT_REFINE} steps): encode RTF {t_refine / 10:.3f}")
+    print(f"10 s file at 6 kbps, refined as `codec encode` does ({DEFAULT_REFINE} steps): "
+          f"encode RTF {t_refine / 10:.3f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         wav_path, rvq_path, out_path = (f"{tmp}/in.wav", f"{tmp}/in.rvq", f"{tmp}/out.wav")
         sf.write(wav_path, wav60[0].numpy(), 16000)
         model_args = ["--model", args.model] if args.model else []
-        enc_mb = command_peak_mib(["encode", wav_path, rvq_path, "--kbps", "6", *model_args])
+        enc_mb = command_peak_mib(["encode", wav_path, rvq_path, "--kbps", "6", "--refine", "0", *model_args])
         dec_mb = command_peak_mib(["decode", rvq_path, out_path, *model_args])
-        print(f"peak resident memory, 60 s file (whole process, incl. torch): "
+        print(f"peak resident memory, 60 s file (whole process, incl. torch; encode --refine 0): "
               f"encode {enc_mb:.0f} MB, decode {dec_mb:.0f} MB")
 
     print("size on disk (headers, framing and CRCs included):")

@@ -6,6 +6,8 @@ Prints, for a file of each length in ``--minutes`` (real speech from audio_sampl
 repeated): the peak resident memory of `codec encode` and of `codec decode`, each in
 a fresh process (benchmarks/peak_memory.py), and how long each took. Flat memory
 across lengths is the point: both commands read, code and write incrementally.
+Encoding runs with ``--refine 0``, the network's own codes: refinement (the default
+of `codec encode`) works a 1 s block at a time and is timed by benchmarks/speed.py.
 
 Then, in this process on ``--threads`` threads: the real-time factor of streaming
 encoding and decoding with 20 ms chunks (320 samples at 16 kHz, one frame), and the
@@ -83,7 +85,7 @@ def main() -> None:
         for minutes in args.minutes:
             wav, rvq, out = f"{tmp}/in.wav", f"{tmp}/in.rvq", f"{tmp}/out.wav"
             write_long_speech(wav, minutes)
-            enc_mb, enc_s = timed_peak(["encode", wav, rvq, "--kbps", "6", "--force", *model_args])
+            enc_mb, enc_s = timed_peak(["encode", wav, rvq, "--kbps", "6", "--refine", "0", "--force", *model_args])
             dec_mb, dec_s = timed_peak(["decode", rvq, out, "--force", *model_args])
             print(f"{minutes:>6g} m {enc_mb:>9.0f} MB {enc_s:>10.0f} s {dec_mb:>9.0f} MB {dec_s:>10.0f} s", flush=True)
 

@@ -51,8 +51,8 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     Memory stays constant whatever the length: each block is resampled, encoded and
     written before the next is read. ``num_samples`` goes into the header when
     known in advance (a file); a pipe's length is recorded by the end packet only.
-    The codes equal ``model.encode`` of the whole audio scaled by ``gain_db``, however
-    it is cut into blocks; the gain goes into the header (a multiple of 0.5 dB, see
+    The codes equal ``model.encode`` of the whole audio scaled by ``gain_db``, with the
+    same ``beam`` and refinement steps, however it is cut into blocks; the gain goes into the header (a multiple of 0.5 dB, see
     codec.loudness for the gain that suits the model). ``beam`` and ``refine`` set the
     encoder's search for codes (codec.model.quantizer, codec.model.refine); ``refine=None``
     takes the default for file coding, ``DEFAULT_REFINE``.

@@ -1,61 +1,72 @@
-"""Spectral distances between decoded and reference audio.
+"""Spectra and spectral distances, shared by training and the encoder's refinement.
 
-Training minimises them over the weights (codec/train/losses.py); the encoder's
-refinement minimises them over one file's latents (codec/model/refine.py).
+Training's losses (codec/train/losses.py) compare batches of decoded and real audio;
+the encoder's refinement (codec/model/refine.py) compares many decodings with one
+fixed input, so `SpectralDistance` computes the input's spectra once.
 Shapes: audio ``[B, 1, N]``; spectra ``[B, bins, frames]``.
 """
 
 from __future__ import annotations
 
-import auraloss
+from functools import lru_cache
+
 import torch
-import torchaudio
-from torch import nn
 
-
-def multi_resolution_stft_loss() -> auraloss.freq.MultiResolutionSTFTLoss:
-    """Spectral convergence plus log-magnitude distance at FFT sizes 2048, 1024 and 512."""
-    return auraloss.freq.MultiResolutionSTFTLoss(
-        fft_sizes=[2048, 1024, 512], hop_sizes=[512, 256, 128], win_lengths=[2048, 1024, 512])
+MAGNITUDE_FLOOR = 1e-5      # below any audible bin of speech at -20 dBFS, as training's log-mel
 
 
 def magnitudes(audio: torch.Tensor, window: int) -> torch.Tensor:
     """STFT magnitudes of ``audio [B, 1, N]`` with a Hann window, hop ``window / 4`` and no
-    padding: ``[B, window / 2 + 1, frames]``."""
-    return torch.stft(audio.flatten(0, 1), window, window // 4, window=torch.hann_window(window, device=audio.device),
-                      center=False, return_complex=True).abs()
+    padding: ``[B, window / 2 + 1, frames]``. ``N`` must be at least ``window``."""
+    hann = torch.hann_window(window, device=audio.device)
+    return torch.stft(audio.flatten(0, 1), window, window // 4, window=hann, center=False, return_complex=True).abs()
 
 
+@lru_cache(maxsize=None)
 def mel_filters(sample_rate: int, window: int) -> torch.Tensor:
     """Mel filterbank ``[window / 2 + 1, n_mels]`` for a window of ``window`` samples.
 
     The mel count grows with the window (``window / 8``, at most 128) so that no filter
     is narrower than an FFT bin.
     """
+    import torchaudio    # here, not at the top: coding at the model's rate otherwise needs only torch
+
     return torchaudio.functional.melscale_fbanks(window // 2 + 1, 0.0, sample_rate / 2, min(128, window // 8),
                                                  sample_rate)
 
 
 def log_mel(spectrum: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """Log of the mel spectrum of magnitudes ``[B, bins, frames]``: ``[B, n_mels, frames]``."""
-    return torch.log((filters.t() @ spectrum).clamp_min(1e-5))
+    return torch.log((filters.t().to(spectrum.device) @ spectrum).clamp_min(MAGNITUDE_FLOOR))
 
 
-class MultiScaleMelLoss(nn.Module):
-    """Mean L1 distance of log-mel spectrograms at several window sizes.
+class SpectralDistance:
+    """How far decoded audio sounds from one fixed ``target [1, 1, N]``.
 
-    Short windows resolve onsets, long ones resolve pitch harmonics.
+    The mean log-mel L1 distance over ``mel_windows``, plus, for ``stft_windows`` (which must
+    be among them, so that one STFT serves both), spectral convergence and log-magnitude
+    L1 distance, like training's multi-resolution STFT loss. Windows longer than the target
+    are left out, so a short target is measured with the windows that fit in it.
     """
 
-    def __init__(self, sample_rate: int, windows: tuple[int, ...] = (256, 512, 1024, 2048)) -> None:
-        super().__init__()
-        self.windows = tuple(windows)
-        for w in self.windows:
-            self.register_buffer(f"filters_{w}", mel_filters(sample_rate, w), persistent=False)
+    def __init__(self, target: torch.Tensor, sample_rate: int, mel_windows: tuple[int, ...],
+                 stft_windows: tuple[int, ...]) -> None:
+        self.mel_windows = [w for w in mel_windows if w <= target.shape[-1]]
+        if not self.mel_windows:
+            raise ValueError(f"a target of {target.shape[-1]} samples is shorter than every window")
+        self.stft_windows = [w for w in stft_windows if w in self.mel_windows]
+        self.filters = {w: mel_filters(sample_rate, w) for w in self.mel_windows}
+        spectra = {w: magnitudes(target, w) for w in self.mel_windows}
+        self.target_mels = {w: log_mel(spectra[w], self.filters[w]) for w in self.mel_windows}
+        self.target_spectra = {w: spectra[w].clamp_min(MAGNITUDE_FLOOR) for w in self.stft_windows}
 
-    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = 0
-        for w in self.windows:
-            filters = getattr(self, f"filters_{w}")
-            total = total + (log_mel(magnitudes(recon, w), filters) - log_mel(magnitudes(target, w), filters)).abs().mean()
-        return total / len(self.windows)
+    def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
+        """``decoded [1, 1, N]`` -> scalar distance (differentiable)."""
+        spectra = {w: magnitudes(decoded, w) for w in self.mel_windows}
+        mel = sum((log_mel(spectra[w], self.filters[w]) - self.target_mels[w]).abs().mean() for w in self.mel_windows)
+        stft = 0
+        for w in self.stft_windows:
+            ours, theirs = spectra[w].clamp_min(MAGNITUDE_FLOOR), self.target_spectra[w]
+            stft = stft + torch.linalg.norm(theirs - ours) / torch.linalg.norm(theirs)  # spectral convergence
+            stft = stft + (ours.log() - theirs.log()).abs().mean()                    # log magnitude
+        return mel / len(self.mel_windows) + stft / max(1, len(self.stft_windows))

@@ -34,8 +34,9 @@ def _seed():
 @pytest.fixture(autouse=True)
 def _encode_without_refinement(request, monkeypatch):
     """File coding refines its codes by default (codec.model.refine), which makes encoding
-    several times slower. Tests that are not about refinement code without it, so the suite
-    stays fast; tests marked ``default_refine`` keep the shipped default."""
+    many times slower. Tests in this process that are not about refinement code without it,
+    so the suite stays fast; tests marked ``default_refine`` keep the shipped default. Tests
+    that start `codec` in a child process get the default unless they pass ``--refine 0``."""
     if "default_refine" not in request.keywords:
         monkeypatch.setattr(refinement, "DEFAULT_REFINE", 0)
 

@@ -10,7 +10,9 @@ import torch
 import codec
 from codec.bitstream import decode_bytes
 from codec.model import load_model
-from codec.model.refine import DEFAULT_REFINE, SpectralDistance, refine_codes
+from codec.model import refine as refinement
+from codec.model.refine import CONTEXT_FRAMES, DEFAULT_REFINE, MEL_WINDOWS, STFT_WINDOWS, refine_codes
+from codec.spectral import SpectralDistance
 
 from .conftest import one_line_error, run, speech_like
 
@@ -18,7 +20,8 @@ from .conftest import one_line_error, run, speech_like
 def distance_of(model, codes: torch.Tensor, audio: torch.Tensor) -> float:
     """Spectral distance of the decoding of ``codes [1, levels, T]`` from ``audio [1, T * hop]``."""
     with torch.no_grad():
-        return SpectralDistance(audio[:, None], model.sample_rate)(model.decode_batch(codes)).item()
+        distance = SpectralDistance(audio[:, None], model.sample_rate, MEL_WINDOWS, STFT_WINDOWS)
+        return distance(model.decode_batch(codes)).item()
 
 
 def test_refined_codes_decode_nearer_the_audio_and_leave_the_weights_alone(shared_tiny_model_file):
@@ -51,14 +54,50 @@ def test_refined_streaming_equals_whole_file_coding_across_blocks(shared_tiny_mo
         n = int(rng.integers(1, 12000))
         parts.append(encoder.push(audio[:, start:start + n]))
         start += n
-    assert all(p.shape[-1] % 50 == 0 for p in parts)                          # a block at a time
+    assert [p.shape[-1] for p in parts if p.shape[-1]] == [50, 50, 50]       # a block at a time
     parts.append(encoder.flush())
+    assert parts[-1].shape[-1] == 15
     assert torch.equal(torch.cat(parts, dim=-1), whole)
+
+
+def test_each_block_is_decoded_behind_the_codes_before_it(shared_tiny_model_file, monkeypatch):
+    model = load_model(shared_tiny_model_file)
+    contexts = []
+
+    def recording(model, latent, target, levels, beam, steps, context):
+        contexts.append(context.clone())
+        return refine_codes(model, latent, target, levels, beam, steps, context)
+
+    monkeypatch.setattr(refinement, "refine_codes", recording)
+    codes = model.encode(torch.from_numpy(speech_like(3.1)), 16000, levels=3, refine=1)
+    assert [c.shape[-1] for c in contexts] == [0, CONTEXT_FRAMES, CONTEXT_FRAMES, CONTEXT_FRAMES]
+    assert torch.equal(contexts[2], codes[:, :, 100 - CONTEXT_FRAMES:100])
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "speech16k"])
+def test_the_context_covers_the_decoders_receptive_field(shared_tiny_model_file, model_name):
+    """A block decoded behind CONTEXT_FRAMES frames sounds as it does in the whole stream."""
+    model = load_model(shared_tiny_model_file if model_name == "tiny" else None)
+    latent = 0.2 * torch.randn(1, model.config.latent_dim, 40)
+    with torch.no_grad():
+        whole = model.decoder(latent)[..., 30 * model.hop:]
+        behind_context = model.decoder(latent[..., 30 - CONTEXT_FRAMES:])[..., CONTEXT_FRAMES * model.hop:]
+    torch.testing.assert_close(behind_context, whole, rtol=0, atol=1e-5)
+
+
+def test_refinement_works_in_inference_mode_and_on_odd_lengths(shared_tiny_model_file):
+    model = load_model(shared_tiny_model_file)
+    with torch.inference_mode():
+        assert model.encode(torch.from_numpy(speech_like(1.02)), 16000, levels=2, refine=2).shape == (1, 2, 51)
+    assert model.encode(torch.from_numpy(speech_like(0.01)), 16000, levels=2, refine=2).shape == (1, 2, 1)
+    silent = codec.compress(np.zeros((1, 8000), np.float32), 16000, kbps=1, model=model, refine=2)
+    assert decode_bytes(silent)[1].shape == (1, 3, 25)                  # 3 levels of 0.3 kbps
+    assert model.streaming_encoder(levels=2, refine=2).flush().shape == (1, 2, 0)
 
 
 def test_each_channel_is_refined_on_its_own(shared_tiny_model_file):
     model = load_model(shared_tiny_model_file)
-    stereo = torch.from_numpy(speech_like(0.5, channels=2))
+    stereo = torch.from_numpy(speech_like(1.2, channels=2))            # a block and a part, with context
     both = model.encode(stereo, 16000, levels=2, refine=3)
     for c in range(2):
         assert torch.equal(both[c], model.encode(stereo[c], 16000, levels=2, refine=3)[0])
@@ -78,6 +117,7 @@ def test_file_coding_refines_by_default(tmp_path, wav_file, shared_tiny_model_fi
     model = load_model(shared_tiny_model_file)
     wav, rate = sf.read(wav_file, dtype="float32", always_2d=True)
     expected = model.encode(wav.T, rate, kbps=1.5, refine=DEFAULT_REFINE).numpy()
+    assert not np.array_equal(expected, model.encode(wav.T, rate, kbps=1.5, refine=0).numpy())
     data = codec.compress(wav.T, rate, kbps=1.5, model=model, normalize=False)
     assert np.array_equal(decode_bytes(data)[1], expected)
 

@@ -183,7 +183,8 @@ class CodecModel(nn.Module):
                           channels: int = 1, beam: int = DEFAULT_BEAM, refine: int = 0) -> StreamingEncoder:
         """A stateful encoder for audio at the model's rate that arrives in chunks of any size;
         ``beam`` is the width of its search for codes (ResidualVectorQuantizer.encode), and
-        ``refine`` the steps of its search for codes that decode nearer the audio (refine.py)."""
+        ``refine`` the steps of its search for codes that decode nearer the audio (refine.py).
+        Refining, it returns codes a block of ``refine.BLOCK_FRAMES`` frames (1 s) at a time."""
         if levels is None:
             levels = self.config.levels if kbps is None else self.levels_for_kbps(kbps)
         if not 1 <= levels <= self.config.levels:

@@ -2,24 +2,26 @@
 
 The encoder network maps audio to latents in one pass, and the quantizer then takes
 the codes nearest those latents. Neither step looks at what the decoder will make of
-the codes, so the codes are good but not the best this decoder can be given. This
-is the amortisation gap of a learned encoder, and it is large here: on dev speech at
-6 kbps, 60 steps of the search below raise PESQ-WB by about 0.4 (docs/model_card.md).
+the codes, so the codes are good but not the best this decoder can be given: the
+amortisation gap of a learned encoder. Here it is large (docs/model_card.md,
+"Refining the codes", measured by benchmarks/rvq_search.py --refine).
 
 Refinement starts from the encoder's latents and takes Adam steps on them to lower
-the spectral distance (log-mel at 2 to 128 ms windows plus multi-resolution STFT)
-between the decoder's output and the input. Every step quantizes the latents first,
-with a straight-through gradient, so the search sees exactly what the decoder will
-receive. The codes of the step with the lowest distance win, so refinement never
-does worse by its own measure than the encoder's codes. Only the encoder spends
-more: the bitstream and the decoder do not change.
+the spectral distance (codec.spectral.SpectralDistance: log-mel at 2 to 128 ms
+windows plus multi-resolution STFT) between the decoder's output and the input.
+Every step quantizes the latents first, with a straight-through gradient, so the
+search sees exactly what the decoder will receive. The codes of the step with the
+lowest distance win, so refinement never does worse by its own measure than the
+encoder's codes (step 0). Only the encoder spends more: the bitstream and the
+decoder do not change.
 
 Streams are refined in blocks of ``block`` frames at fixed positions (frame 0,
-``block``, ``2 * block``, ...). Each block is decoded behind the final codes of
-the ``context`` frames before it, so the causal decoder starts from nearly the
-state it will be in when the block is decoded for real. The same blocks hold the
-same numbers however the audio arrives, so streaming still equals whole-file coding;
-a stream's codes come out a block at a time, which is the latency refinement adds.
+``block``, ``2 * block``, ...). Each block is decoded behind the final codes of the
+``context`` frames before it, which covers the decoder's receptive field, so the
+block decodes exactly as it will in the stream. The same blocks hold the same
+numbers however the audio arrives, so streaming still equals whole-file coding; the
+codes come out a block at a time, which is the latency refinement adds. A block's
+last frames are chosen without seeing their effect on the next block.
 
 Shapes: latents ``[channels, dim, frames]``, audio ``[channels, samples]``,
 codes ``[channels, levels, frames]``.
@@ -27,18 +29,23 @@ codes ``[channels, levels, frames]``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
 
 from ..errors import whole_number
-from ..spectral import log_mel, magnitudes, mel_filters
+from ..spectral import SpectralDistance
 
-# The steps `codec encode`, `codec.compress` and `codec eval` take unless told otherwise.
-# The model-level API (CodecModel.encode, streaming_encoder) takes 0: the network's own
-# codes, at the network's speed, with a latency of one frame.
+if TYPE_CHECKING:
+    from .codec_model import CodecModel
+
+# The steps `codec encode`, `codec.compress` and `codec eval` take unless told otherwise
+# (benchmarks/rvq_search.py --refine). The model-level API (CodecModel.encode,
+# streaming_encoder) takes 0: the network's own codes, at the network's speed, with a
+# latency of one frame.
 DEFAULT_REFINE = 30
 BLOCK_FRAMES = 50           # 1 s at 50 frames/s
-CONTEXT_FRAMES = 16         # longer than the decoder's receptive field needs to settle
+CONTEXT_FRAMES = 16         # speech16k's decoder sees 12 frames back (test_refine.py checks 16 suffice)
 LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent RMS
 # 2 ms windows resolve single pitch periods, so the search also fixes harmonics whose
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
@@ -56,63 +63,43 @@ def refine_or_default(steps: int | None) -> int:
     return check_refine(DEFAULT_REFINE if steps is None else steps)
 
 
-class SpectralDistance:
-    """How far decoded audio sounds from one fixed ``target [1, 1, N]``: the mean log-mel
-    L1 distance over ``MEL_WINDOWS`` plus, at 512 to 2048 samples, the spectral convergence
-    and log-magnitude distance (as training's multi-resolution STFT loss). The target's
-    spectra are computed once, since the search decodes against it many times."""
-
-    def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
-        # a short last block is measured with the windows that fit in it (one frame: 20 ms)
-        self.mel_windows = [w for w in MEL_WINDOWS if w <= target.shape[-1]]
-        self.stft_windows = [w for w in STFT_WINDOWS if w in self.mel_windows]
-        self.filters = {w: mel_filters(sample_rate, w).to(target.device) for w in self.mel_windows}
-        spectra = {w: magnitudes(target, w) for w in self.mel_windows}
-        self.target_mels = {w: log_mel(spectra[w], self.filters[w]) for w in self.mel_windows}
-        self.target_spectra = {w: spectra[w].clamp_min(1e-7) for w in self.stft_windows}
-
-    def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
-        spectra = {w: magnitudes(decoded, w) for w in self.mel_windows}
-        mel = sum((log_mel(spectra[w], self.filters[w]) - self.target_mels[w]).abs().mean() for w in self.mel_windows)
-        stft = 0
-        for w in self.stft_windows:
-            ours, theirs = spectra[w].clamp_min(1e-7), self.target_spectra[w]
-            stft = stft + torch.linalg.norm(theirs - ours) / torch.linalg.norm(theirs)  # spectral convergence
-            stft = stft + (ours.log() - theirs.log()).abs().mean()                    # log magnitude
-        return mel / len(self.mel_windows) + stft / max(1, len(self.stft_windows))
-
-
-def refine_codes(model: nn.Module, latent: torch.Tensor, target: torch.Tensor,
+def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
                  levels: int, beam: int, steps: int, context: torch.Tensor) -> torch.Tensor:
-    """The best codes found in ``steps`` steps for one channel.
+    """The best codes found in ``steps`` steps of the search, for one channel.
 
     Args:
         latent: the encoder's latents ``[1, dim, frames]``: where the search starts.
         target: the audio they encode, ``[1, frames * hop]``, as the encoder saw it.
+        levels: how many levels to code with.
+        beam: the width of the quantizer's search at each step (ResidualVectorQuantizer.encode).
+        steps: Adam steps; 0 returns the quantizer's codes of ``latent``.
         context: final codes of the frames just before, ``[1, levels, <= CONTEXT_FRAMES]``.
     Returns:
         codes ``[1, levels, frames]``.
     """
     quantizer, decoder = model.quantizer, model.decoder
+    codes = quantizer.encode(latent, levels, beam)
+    if steps == 0 or target.shape[-1] < MEL_WINDOWS[0]:
+        return codes
     start = context.shape[-1] * model.hop
-    context_vectors = quantizer.decode(context)
-    distance = SpectralDistance(target[:, None], model.sample_rate)
-    z = latent.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(latent.pow(2).mean().sqrt()))
-    best_distance, best_codes = float("inf"), None
-    with torch.enable_grad():
+    # Out of inference mode, if a caller is in it: its tensors cannot be saved for backward.
+    with torch.inference_mode(False), torch.enable_grad():
+        context_vectors = quantizer.decode(context.clone())
+        distance = SpectralDistance(target.clone()[:, None], model.sample_rate, MEL_WINDOWS, STFT_WINDOWS)
+        z = latent.clone().detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(latent.pow(2).mean().sqrt()))
+        best_distance, best_codes = float("inf"), codes
         for step in range(steps + 1):
-            codes = quantizer.encode(z.detach(), levels, beam)
-            quantized = quantizer.decode(codes)
-            straight_through = z + (quantized - z).detach()
+            if step:
+                codes = quantizer.encode(z.detach(), levels, beam)
+            straight_through = z + (quantizer.decode(codes) - z).detach()
             decoded = decoder(torch.cat([context_vectors, straight_through], dim=-1))[..., start:]
             d = distance(decoded)
             if d.item() < best_distance:
                 best_distance, best_codes = d.item(), codes
             if step < steps:
                 # only z's gradient: the weights' would cost time and are never used
-                (grad,) = torch.autograd.grad(d, z)
-                z.grad = grad
+                (z.grad,) = torch.autograd.grad(d, z)
                 optimizer.step()
     return best_codes
 
@@ -122,34 +109,37 @@ class BlockRefiner:
 
     ``push(latent [channels, dim, 1], frame [channels, hop]) -> codes`` returns
     ``[channels, levels, block]`` when a block is complete and ``[channels, levels, 0]``
-    otherwise; ``flush()`` refines what is left.
+    otherwise; ``flush()`` refines what is left (possibly nothing).
     """
 
-    def __init__(self, model: nn.Module, levels: int, channels: int, beam: int, steps: int,
+    def __init__(self, model: CodecModel, levels: int, channels: int, beam: int, steps: int,
                  block: int = BLOCK_FRAMES, context: int = CONTEXT_FRAMES) -> None:
-        self.model, self.levels, self.beam, self.steps = model, levels, beam, steps
-        self.block, self.context_frames = block, context
+        self.model, self.levels, self.channels, self.beam, self.steps = model, levels, channels, beam, steps
+        self.block, self.context_frames = whole_number("block", block, 1), whole_number("context", context, 0)
         self.latents: list[torch.Tensor] = []
         self.frames: list[torch.Tensor] = []
-        self.context = torch.zeros(channels, levels, 0, dtype=torch.int64)
+        self.context: torch.Tensor | None = None     # [channels, levels, <= context], made on the latents' device
 
     def push(self, latent: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         self.latents.append(latent)
         self.frames.append(frame)
-        return self._refine() if len(self.latents) == self.block else self._none()
+        return self._refine() if len(self.latents) == self.block else self._no_codes()
 
     def flush(self) -> torch.Tensor:
-        return self._refine() if self.latents else self._none()
+        return self._refine() if self.latents else self._no_codes()
 
-    def _none(self) -> torch.Tensor:
-        return self.context.new_zeros(self.context.shape[0], self.levels, 0)
+    def _no_codes(self) -> torch.Tensor:
+        return torch.zeros(self.channels, self.levels, 0, dtype=torch.int64)
 
     def _refine(self) -> torch.Tensor:
         latent, audio = torch.cat(self.latents, dim=-1), torch.cat(self.frames, dim=-1)
         self.latents, self.frames = [], []
+        if self.context is None:
+            self.context = latent.new_zeros(self.channels, self.levels, 0, dtype=torch.int64)
         codes = torch.cat([
             refine_codes(self.model, latent[c:c + 1], audio[c:c + 1], self.levels,
                          self.beam, self.steps, self.context[c:c + 1])
-            for c in range(latent.shape[0])])
-        self.context = torch.cat([self.context, codes], dim=-1)[..., -self.context_frames:]
+            for c in range(self.channels)])
+        history = torch.cat([self.context, codes], dim=-1)
+        self.context = history[..., max(0, history.shape[-1] - self.context_frames):]
         return codes

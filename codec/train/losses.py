@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import auraloss
 import torch
 from torch import nn
 
-from ..spectral import MultiScaleMelLoss, multi_resolution_stft_loss
+from ..spectral import log_mel, magnitudes, mel_filters
 from .config import TrainConfig
 
 
@@ -34,3 +35,31 @@ class ReconstructionLoss(nn.Module):
         c = self.config
         total = c.stft_weight * parts["stft"] + c.mel_weight * parts["mel"] + c.waveform_weight * parts["waveform"]
         return total, parts
+
+
+def multi_resolution_stft_loss() -> auraloss.freq.MultiResolutionSTFTLoss:
+    """Spectral convergence plus log-magnitude distance at FFT sizes 2048, 1024 and 512."""
+    return auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=[2048, 1024, 512], hop_sizes=[512, 256, 128], win_lengths=[2048, 1024, 512])
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Mean L1 distance of log-mel spectrograms at several window sizes.
+
+    Short windows resolve onsets, long ones resolve pitch harmonics.
+    Shapes: ``[B, 1, N]`` for both arguments.
+    """
+
+    def __init__(self, sample_rate: int, windows: tuple[int, ...] = (256, 512, 1024, 2048)) -> None:
+        super().__init__()
+        self.windows = tuple(windows)
+        for w in self.windows:
+            self.register_buffer(f"filters_{w}", mel_filters(sample_rate, w).clone(), persistent=False)
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for w in self.windows:
+            filters = getattr(self, f"filters_{w}")
+            ours, theirs = log_mel(magnitudes(recon, w), filters), log_mel(magnitudes(target, w), filters)
+            total = total + (ours - theirs).abs().mean()
+        return total / len(self.windows)

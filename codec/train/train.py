@@ -131,7 +131,8 @@ def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor],
 def validate(model, files: list[Path], c: TrainConfig, max_seconds: float = 4.0
              ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Mel distance and SI-SDR of the model on held-out files at ``valid_kbps`` (each
-    clip coded at the model's level, as `codec.compress` does), and
+    clip coded at the model's level, as `codec.compress` does, but without refining the
+    codes, which would measure the search as much as the weights), and
     PESQ-WB and STOI where their packages are installed (``codec[eval]``): the measures
     of the project's bar, which mel distance does not always follow.
 
