@@ -237,8 +237,8 @@ def test_eval_of_a_missing_folder_is_one_line(tmp_path, shared_tiny_model_file):
 
 def test_inference_side_never_imports_training():
     code = ("import sys, codec.evaluation, codec.evaluation.compare, codec.datasets, codec.cli, "
-            "codec.coding, codec.loudness; "
-            "sys.exit(any(m.startswith('codec.train') for m in sys.modules))")
+            "codec.coding, codec.loudness, codec.model.refine; "
+            "sys.exit(any(m.startswith(('codec.train', 'auraloss')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     from codec.datasets import list_audio
     from codec.train import train
