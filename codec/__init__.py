@@ -38,7 +38,7 @@ def compress(wav: torch.Tensor | np.ndarray, sample_rate: int, kbps: float = 6.0
     ``beam`` is the width of the quantizer's search for codes (1 = greedy, faster); it
     changes which codes are chosen, not how they decode. ``refine`` is the number of steps
     of the search for codes whose decoding sounds nearest the input (codec.model.refine):
-    much better codes at 3 kbps and up, several times slower encoding; 0 is fast, and None
+    much better codes at 3 kbps and up, 10 to 20 times slower encoding; 0 is fast, and None
     takes ``codec.model.refine.DEFAULT_REFINE``.
     """
     from .audio import check_audio

@@ -78,7 +78,7 @@ beam_option = click.option("--beam", type=click.IntRange(1, 64), default=None, m
 refine_option = click.option("--refine", type=click.IntRange(0, 1000), default=None, metavar="STEPS",
                              help="Steps of the search for codes whose decoding sounds nearest the input "
                                   "(default 30): more is better and slower; 0 takes the "
-                                  "encoder's codes, several times faster. Decoding is the same.")
+                                  "encoder's codes, 10 to 20 times faster. Decoding is the same.")
 
 
 def describe(kbps: float, levels: int, seconds: float, size: int, gain_db: float) -> str:
