@@ -52,10 +52,10 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     written before the next is read. ``num_samples`` goes into the header when
     known in advance (a file); a pipe's length is recorded by the end packet only.
     The codes equal ``model.encode`` of the whole audio scaled by ``gain_db``, with the
-    same ``beam`` and refinement steps, however it is cut into blocks; the gain goes into the header (a multiple of 0.5 dB, see
-    codec.loudness for the gain that suits the model). ``beam`` and ``refine`` set the
-    encoder's search for codes (codec.model.quantizer, codec.model.refine); ``refine=None``
-    takes the default for file coding, ``DEFAULT_REFINE``.
+    same ``beam`` and refinement steps, however it is cut into blocks. The gain goes into
+    the header (a multiple of 0.5 dB; codec.loudness gives the gain that suits the model).
+    ``beam`` and ``refine`` set the encoder's search for codes (codec.model.quantizer,
+    codec.model.refine); ``refine=None`` takes the file-coding default, ``DEFAULT_REFINE``.
     """
     levels = model.levels_for_kbps(kbps)
     if channels > MAX_CHANNELS:
@@ -69,7 +69,8 @@ def encode_stream(f: BinaryIO, model: CodecModel, blocks: Iterable[np.ndarray | 
     writer = BitstreamWriter(f, header)             # checks the header, the gain included
     scale = amplitude(gain_db)
     resampler = StreamingResampler(sample_rate, model.sample_rate, channels)
-    encoder = model.streaming_encoder(levels=levels, channels=channels, beam=beam, refine=refine_or_default(refine))
+    encoder = model.streaming_encoder(levels=levels, channels=channels, beam=beam,
+                                      refine=refine_or_default(refine))
     audible = False
     for block in blocks:
         block = torch.as_tensor(block, dtype=torch.float32)

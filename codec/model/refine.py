@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # latency of one frame.
 DEFAULT_REFINE = 30
 BLOCK_FRAMES = 50           # 1 s at 50 frames/s
-CONTEXT_FRAMES = 16         # speech16k's decoder sees 12 frames back (test_refine.py checks 16 suffice)
+CONTEXT_FRAMES = 16         # speech16k's decoder sees 11 frames back (test_refine.py checks 16 suffice)
 LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent RMS
 # 2 ms windows resolve single pitch periods, so the search also fixes harmonics whose
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
