@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from .errors import AudioError
 from .rates import resampling_ratio, scaled_length
-from .fileio import STDIO, open_input
+from .fileio import STDIO, open_input, raise_if_interrupted
 
 # Output extension -> soundfile format, and the subtype each format gets by default.
 FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
@@ -39,7 +39,13 @@ def _display(path: str) -> str:
 
 
 def _soundfile_reason(e: Exception) -> str:
-    """libsndfile's message without its "Error opening <object>:" prefix or final period."""
+    """libsndfile's message without its "Error opening <object>:" prefix or final period.
+
+    Every soundfile error is explained here, so this is also where one caused by a
+    signal swallowed inside a read, seek or write callback is told as what it is:
+    raise_if_interrupted raises the interruption instead of a bogus "corrupt file".
+    """
+    raise_if_interrupted()
     text = getattr(e, "error_string", None) or str(e) or type(e).__name__
     text = text.strip().rstrip(".")
     return text[:1].lower() + text[1:]
@@ -84,6 +90,7 @@ class AudioReader:
             except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as e:
                 raise AudioError(f"{self.name} is corrupt: its audio cannot be decoded "
                                  f"({_soundfile_reason(e)})") from None
+            raise_if_interrupted()     # Ctrl-C may have landed in a read callback, and been lost
             if not len(block):
                 return
             yield np.ascontiguousarray(block.T)
@@ -106,8 +113,10 @@ def open_audio(path: str) -> Iterator[AudioReader]:
                 raise AudioError(f"{name} is an empty file (0 bytes), not audio")
         except OSError as e:
             raise AudioError(f"cannot read {name}: {e.strerror or e}") from None
+        # A regular file goes to libsndfile by descriptor, so it reads without callbacks into Python.
+        fd = _file_descriptor(source)
         try:
-            sound = sf.SoundFile(source)
+            sound = sf.SoundFile(source if fd is None else fd, closefd=False)
         except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as e:
             raise AudioError(f"{name} is not an audio file soundfile can read ({_soundfile_reason(e)})") from None
         with sound:

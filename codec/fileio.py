@@ -100,6 +100,7 @@ def atomic_output(path: str, force: bool = False, binary: bool = True) -> Iterat
             # mkstemp makes the file 0600; the output should look like any new file.
             os.fchmod(out.fileno(), 0o666 & ~_current_umask())
             yield out
+            raise_if_interrupted()     # a signal lost inside a callback must not let this commit
             out.flush()
             os.fsync(out.fileno())     # data on disk before the name points at it
         os.replace(tmp, target)
@@ -171,16 +172,59 @@ def open_input(path: str, error: type[CodecError] = CodecError) -> Iterator[Bina
         yield f
 
 
-def _terminate(signum: int, frame) -> None:
+# The signal the handlers below last received; None until one arrives.
+_received_signal: int | None = None
+
+
+def _signal_exception(signum: int) -> BaseException:
     # SystemExit unwinds the stack like Ctrl-C does, so atomic_output removes its
     # temporary file; 128 + signal number is the shell's convention for the status.
-    raise SystemExit(128 + signum)
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+
+
+def _on_signal(signum: int, frame) -> None:
+    global _received_signal
+    _received_signal = signum
+    raise _signal_exception(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise again for a signal whose exception was swallowed on its way up.
+
+    An exception raised in a C library's callback into Python cannot cross the C
+    frames: cffi prints it and the library carries on. libsndfile reads and writes
+    in-memory audio through such callbacks, so a Ctrl-C landing there would be
+    dropped and the run would finish as if nothing happened. The handlers remember
+    the signal; this raises it again between blocks of audio and before an output
+    is committed.
+    """
+    if _received_signal is not None:
+        raise _signal_exception(_received_signal)
+
+
+def _quiet_signal_unraisable(hook):
+    """An unraisablehook that drops the signal exceptions cffi would print as a traceback
+    (raise_if_interrupted reports them), and hands everything else to ``hook``."""
+    if getattr(hook, "quiets_signals", False):
+        return hook                # installed already
+    def quiet(unraisable) -> None:
+        if _received_signal is not None and issubclass(unraisable.exc_type, (KeyboardInterrupt, SystemExit)):
+            return
+        hook(unraisable)
+    quiet.quiets_signals = True
+    return quiet
 
 
 def install_signal_handlers() -> None:
-    """Make SIGTERM (and SIGHUP) unwind the program like SIGINT, so cleanup runs."""
+    """Make SIGTERM (and SIGHUP) unwind the program like SIGINT, so cleanup runs, and
+    make every one of them stick even where a callback swallows its exception."""
     if threading.current_thread() is not threading.main_thread():
         return                     # signal.signal only works in the main thread
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _terminate)
+            signal.signal(getattr(signal, name), _on_signal)
+    # SIGINT keeps Python's meaning (KeyboardInterrupt), and stays ignored where the
+    # shell started us with it ignored (a background job).
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _quiet_signal_unraisable(sys.unraisablehook)

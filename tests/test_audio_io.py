@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from codec import fileio
-from codec.audio import check_audio, format_for_path, is_silent, read_audio, resample, write_audio
+from codec.audio import AudioReader, check_audio, format_for_path, is_silent, read_audio, resample, write_audio
 from codec.errors import AudioError, CodecError
 from codec.fileio import atomic_output, open_input, refuse_same_file
 
@@ -315,18 +315,70 @@ def test_open_input_errors(tmp_path):
             pass
 
 
-def test_sigterm_handler_unwinds():
+@pytest.fixture
+def signal_handlers():
+    """The CLI's signal handlers, installed for one test and taken away afterwards."""
     import signal
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {n: signal.getsignal(getattr(signal, n)) for n in names}
-    try:
-        fileio.install_signal_handlers()
-        with pytest.raises(SystemExit) as info:
-            signal.raise_signal(signal.SIGTERM)
-        assert info.value.code == 128 + signal.SIGTERM
-    finally:
-        for n, handler in previous.items():
-            signal.signal(getattr(signal, n), handler)
+    hook = sys.unraisablehook
+    fileio.install_signal_handlers()
+    yield signal
+    for n, handler in previous.items():
+        signal.signal(getattr(signal, n), handler)
+    sys.unraisablehook = hook
+    fileio._received_signal = None
+
+
+def test_sigterm_handler_unwinds(signal_handlers):
+    with pytest.raises(SystemExit) as info:
+        signal_handlers.raise_signal(signal_handlers.SIGTERM)
+    assert info.value.code == 128 + signal_handlers.SIGTERM
+
+
+def test_a_swallowed_signal_still_stops_the_output(tmp_path, signal_handlers):
+    out = tmp_path / "out.rvq"
+    with pytest.raises(SystemExit):
+        with atomic_output(str(out)) as f:
+            f.write(b"half")
+            try:                            # as a C library's callback would
+                signal_handlers.raise_signal(signal_handlers.SIGTERM)
+            except SystemExit:
+                pass
+    assert list(tmp_path.iterdir()) == []
+
+
+class SignallingBytes(io.BytesIO):
+    """In-memory audio whose reads raise ``signum`` once armed, as Ctrl-C would mid-read."""
+
+    def __init__(self, data: bytes, signum: int) -> None:
+        super().__init__(data)
+        self.signum, self.armed = signum, False
+
+    def readinto(self, buffer) -> int:
+        if self.armed:
+            self.armed = False
+            import signal
+            signal.raise_signal(self.signum)
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_a_signal_inside_a_soundfile_callback_is_not_lost(capfd, signal_handlers, name):
+    # libsndfile reads in-memory audio through cffi callbacks, which print and drop
+    # any exception: without the handlers' memory the read would go on, cut short.
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros((16000 * 4, 1), np.float32) + 0.1, 16000, format="WAV")
+    source = SignallingBytes(buffer.getvalue(), getattr(signal_handlers, name))
+    expected = KeyboardInterrupt if name == "SIGINT" else SystemExit
+    with sf.SoundFile(source) as sound:
+        reader = AudioReader(sound, "in.wav")
+        blocks = reader.blocks(seconds=0.5)
+        next(blocks)
+        source.armed = True
+        with pytest.raises(expected):
+            list(blocks)
+    assert "Traceback" not in capfd.readouterr().err     # nor the callback's traceback printed
 
 
 # --- resampling ------------------------------------------------------------------------
