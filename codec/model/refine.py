@@ -8,7 +8,9 @@ amortisation gap of a learned encoder. Here it is large (docs/model_card.md,
 
 Refinement starts from the encoder's latents and takes Adam steps on them to lower
 the spectral distance (codec.spectral.SpectralDistance: log-mel at 2 to 128 ms
-windows plus multi-resolution STFT) between the decoder's output and the input.
+windows plus multi-resolution STFT) between the decoder's output and the input,
+less a weighted intelligibility score (codec.intelligibility: STOI's envelope
+correlation over 384 ms, which a frame-by-frame distance does not see).
 Every step quantizes the latents first, with a straight-through gradient, so the
 search sees exactly what the decoder will receive. The codes of the step with the
 lowest distance win, so refinement never does worse by its own measure than the
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import whole_number
+from ..intelligibility import Intelligibility, min_samples
 from ..spectral import SpectralDistance
 
 if TYPE_CHECKING:
@@ -51,6 +54,9 @@ LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent R
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
 STFT_WINDOWS = (512, 1024, 2048)                 # a subset of MEL_WINDOWS: their spectra serve both
+# The weight of (1 - STOI) beside the spectral distance (benchmarks/rvq_search.py --stoi-weight).
+# Blocks shorter than one 384 ms STOI segment (a stream's last) are refined without it.
+INTELLIGIBILITY_WEIGHT = 1.0
 
 
 def check_refine(steps: int) -> int:
@@ -85,7 +91,7 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
     # Out of inference mode, if a caller is in it: its tensors cannot be saved for backward.
     with torch.inference_mode(False), torch.enable_grad():
         context_vectors = quantizer.decode(context.clone())
-        distance = SpectralDistance(target.clone()[:, None], model.sample_rate, MEL_WINDOWS, STFT_WINDOWS)
+        distance = Objective(target.clone()[:, None], model.sample_rate)
         z = latent.clone().detach().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(latent.pow(2).mean().sqrt()))
         best_distance, best_codes = float("inf"), codes
@@ -102,6 +108,22 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
                 (z.grad,) = torch.autograd.grad(d, z)
                 optimizer.step()
     return best_codes
+
+
+class Objective:
+    """What refinement lowers: how far decoded audio ``[1, 1, N]`` is from the fixed target
+    ``[1, 1, N]``, a scalar tensor (SpectralDistance + INTELLIGIBILITY_WEIGHT * (1 - STOI))."""
+
+    def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
+        self.spectral = SpectralDistance(target, sample_rate, MEL_WINDOWS, STFT_WINDOWS)
+        self.weight = INTELLIGIBILITY_WEIGHT if target.shape[-1] >= min_samples(sample_rate) else 0.0
+        self.intelligibility = Intelligibility(target, sample_rate) if self.weight else None
+
+    def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
+        d = self.spectral(decoded)
+        if self.intelligibility is not None:
+            d = d + self.weight * (1 - self.intelligibility(decoded))
+        return d
 
 
 class BlockRefiner:
