@@ -322,6 +322,7 @@ def signal_handlers():
     names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {n: signal.getsignal(getattr(signal, n)) for n in names}
     hook = sys.unraisablehook
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal: CI may start us with it ignored
     fileio.install_signal_handlers()
     yield signal
     for n, handler in previous.items():
