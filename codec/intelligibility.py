@@ -41,16 +41,21 @@ def third_octave_bands() -> torch.Tensor:
     return ((bin_hz >= low[:, None]) & (bin_hz < high[:, None])).float()
 
 
+@lru_cache(maxsize=None)
+def frame_window() -> torch.Tensor:
+    """STOI's Hann window of FRAME samples (no zero ends)."""
+    return torch.hann_window(FRAME + 2, periodic=False)[1:-1]
+
+
 def band_envelopes(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One-third-octave band magnitudes of ``audio [1, 1, N]``: ``[BANDS, frames]``."""
     from .audio import resample    # here: audio imports file handling the model does not need
 
     wav = resample(audio.reshape(-1), sample_rate, RATE)
-    window = torch.hann_window(FRAME + 2, periodic=False, device=wav.device)[1:-1]
     # torch.stft centres the FRAME-sample window in FFT samples; padding by the difference
     # makes its frames start where STOI's do, at 0, FRAME / 2, ...
     wav = torch.nn.functional.pad(wav, ((FFT - FRAME) // 2, (FFT - FRAME) // 2))
-    spectrum = torch.stft(wav, FFT, FRAME // 2, FRAME, window=window, center=False, return_complex=True)
+    spectrum = torch.stft(wav, FFT, FRAME // 2, FRAME, window=frame_window().to(wav.device), center=False, return_complex=True)
     power = spectrum.real ** 2 + spectrum.imag ** 2                           # [bins, frames]
     return (third_octave_bands().to(wav.device) @ power).clamp_min(1e-20).sqrt()
 
@@ -79,8 +84,7 @@ class Intelligibility:
             raise ValueError(f"STOI needs at least {min_samples(sample_rate)} samples, "
                              f"the target has {target.shape[-1]}")
         self.sample_rate = sample_rate
-        clean = segments(band_envelopes(target, sample_rate))
-        self.clean = clean
+        self.clean = clean = segments(band_envelopes(target, sample_rate))
         self.clean_norm = clean.norm(dim=-1, keepdim=True)
         self.clean_centred = _unit(clean - clean.mean(dim=-1, keepdim=True))
 

@@ -54,7 +54,7 @@ LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent R
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
 STFT_WINDOWS = (512, 1024, 2048)                 # a subset of MEL_WINDOWS: their spectra serve both
-# The weight of (1 - STOI) beside the spectral distance (benchmarks/rvq_search.py --stoi-weight).
+# The weight of (1 - STOI) beside the spectral distance (benchmarks/rvq_search.py --stoi-weights).
 # Blocks shorter than one 384 ms STOI segment (a stream's last) are refined without it.
 INTELLIGIBILITY_WEIGHT = 1.0
 
@@ -116,8 +116,9 @@ class Objective:
 
     def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
         self.spectral = SpectralDistance(target, sample_rate, MEL_WINDOWS, STFT_WINDOWS)
-        self.weight = INTELLIGIBILITY_WEIGHT if target.shape[-1] >= min_samples(sample_rate) else 0.0
-        self.intelligibility = Intelligibility(target, sample_rate) if self.weight else None
+        self.weight = INTELLIGIBILITY_WEIGHT       # read now: benchmarks set it between runs
+        long_enough = target.shape[-1] >= min_samples(sample_rate)
+        self.intelligibility = Intelligibility(target, sample_rate) if self.weight and long_enough else None
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
         d = self.spectral(decoded)
