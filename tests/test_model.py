@@ -215,3 +215,6 @@ def test_snake_backward_matches_autograd_through_its_formula():
     plain = torch.autograd.grad(snake(x, act.alpha).square().sum(), (x, act.alpha))
     for a, b in zip(ours, plain):
         torch.testing.assert_close(a, b)
+    act.alpha.requires_grad_(False)                     # frozen, as refinement runs it
+    (frozen,) = torch.autograd.grad(act(x).square().sum(), x)
+    torch.testing.assert_close(frozen, plain[0])

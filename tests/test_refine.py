@@ -37,6 +37,7 @@ def test_refined_codes_decode_nearer_the_audio_and_leave_the_weights_alone(share
     assert distance_of(model, refined, audio) < 0.99 * distance_of(model, unrefined, audio)
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())             # frozen only while refining
 
 
 def test_refined_streaming_equals_whole_file_coding_across_blocks(shared_tiny_model_file):

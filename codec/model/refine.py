@@ -20,7 +20,8 @@ decoder do not change.
 Streams are refined in blocks of ``block`` frames at fixed positions (frame 0,
 ``block``, ``2 * block``, ...). Each block is decoded behind the final codes of the
 ``context`` frames before it, which covers the decoder's receptive field, so the
-block decodes exactly as it will in the stream. The same blocks hold the same
+block decodes exactly as it will in the stream. The decoder runs the context once per
+block and each step from the state it left (stateful.Continuation). The same blocks hold the same
 numbers however the audio arrives, so streaming still equals whole-file coding; the
 codes come out a block at a time, which is the latency refinement adds. A block's
 last frames are chosen without seeing their effect on the next block.
@@ -31,13 +32,16 @@ codes ``[channels, levels, frames]``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import torch
+from torch import nn
 
 from ..errors import whole_number
 from ..intelligibility import Intelligibility, min_samples
 from ..spectral import SpectralDistance
+from .stateful import Continuation
 
 if TYPE_CHECKING:
     from .codec_model import CodecModel
@@ -87,10 +91,10 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
     codes = quantizer.encode(latent, levels, beam)
     if steps == 0 or target.shape[-1] < MEL_WINDOWS[0]:
         return codes
-    start = context.shape[-1] * model.hop
     # Out of inference mode, if a caller is in it: its tensors cannot be saved for backward.
-    with torch.inference_mode(False), torch.enable_grad():
-        context_vectors = quantizer.decode(context.clone())
+    with torch.inference_mode(False), torch.enable_grad(), frozen(model):
+        # the decoder runs the context frames once, and each step's block from where they left it
+        decode_block = Continuation(decoder.net, quantizer.decode(context.clone()))
         distance = Objective(target.clone()[:, None], model.sample_rate)
         z = latent.clone().detach().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(latent.pow(2).mean().sqrt()))
@@ -99,15 +103,28 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
             if step:
                 codes = quantizer.encode(z.detach(), levels, beam)
             straight_through = z + (quantizer.decode(codes) - z).detach()
-            decoded = decoder(torch.cat([context_vectors, straight_through], dim=-1))[..., start:]
-            d = distance(decoded)
+            d = distance(decode_block(straight_through))
             if d.item() < best_distance:
                 best_distance, best_codes = d.item(), codes
             if step < steps:
-                # only z's gradient: the weights' would cost time and are never used
                 (z.grad,) = torch.autograd.grad(d, z)
                 optimizer.step()
     return best_codes
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """The weights need no gradient inside: only the latents' is wanted, and the weights'
+    would cost time (Snake's, for one, takes a sine of its own). Restored on the way out,
+    so a model being trained is left as it was (refinement must not run beside its step)."""
+    needs_grad = [p for p in model.parameters() if p.requires_grad]
+    for p in needs_grad:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in needs_grad:
+            p.requires_grad_(True)
 
 
 class Objective:

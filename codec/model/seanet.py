@@ -62,6 +62,8 @@ class _SnakeFunction(torch.autograd.Function):
         ax = alpha * x
         sin2 = torch.sin(2 * ax)                     # 2 sin(ax) cos(ax)
         grad_x = grad * (1 + alpha / a * sin2)       # d/dx: 1 + sin(2ax) (alpha / a = 1 up to eps)
+        if not ctx.needs_input_grad[1]:
+            return grad_x, None             # frozen weights (the encoder's refinement): skip a second sin
         # d/dalpha: x sin(2ax) / a - sin(ax)^2 / a^2
         grad_alpha = (grad * (x * sin2 / a - torch.sin(ax).pow(2) / a.pow(2))).sum(dim=(0, 2), keepdim=True)
         return grad_x, grad_alpha

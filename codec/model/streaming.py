@@ -1,13 +1,7 @@
 """Streaming: the encoder and decoder run on chunks of any size and keep their state.
 
-Every convolution of the model is causal (conv.py), so a network can run on a
-stream if each layer keeps what it needs of the past:
-
-- a causal convolution keeps its last ``left_pad`` input samples and puts them
-  in front of the next chunk, where the whole-file pass has the zero padding;
-- a transposed convolution keeps the ``kernel - stride`` samples that spill past
-  the end of a chunk and adds them to the start of the next (overlap-add);
-- activations and 1x1 convolutions need nothing.
+Each network runs through stateful wrappers of its layers (stateful.py), which keep
+what the next chunk needs of the past.
 
 Bit-exact codes. A convolution over a long input does not sum in the same order
 as over a short one, so chunked and whole-file latents differ in the last bits,
@@ -19,94 +13,17 @@ The decoder's output only has to agree within float tolerance, so it runs on
 whatever frames it is given.
 
 Shapes: audio chunks ``[channels, samples]``; codes ``[channels, levels, frames]``.
-A stream's state lives in its own wrappers around the model's layers, never in
-the layers, so any number of streams can share one model (and its weights).
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conv import CausalConv1d, CausalConvTranspose1d
 from .quantizer import DEFAULT_BEAM
 from .refine import BlockRefiner
-from .seanet import ResidualUnit
-
-Step = Callable[[torch.Tensor], torch.Tensor]
-
-
-class _ConvState:
-    """A causal convolution that remembers its last ``left_pad`` input samples."""
-
-    def __init__(self, conv: CausalConv1d) -> None:
-        self.conv = conv
-        self.past: torch.Tensor | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.past is None:      # the zeros the whole-file pass pads with
-            self.past = x.new_zeros(x.shape[0], x.shape[1], self.conv.left_pad)
-        x = torch.cat([self.past, x], dim=-1)
-        self.past = x[..., x.shape[-1] - self.conv.left_pad:].clone()   # not a view of the whole chunk
-        c = self.conv
-        return F.conv1d(x, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
-
-
-class _TransposedConvState:
-    """A causal transposed convolution that carries its overlap into the next chunk."""
-
-    def __init__(self, conv: CausalConvTranspose1d) -> None:
-        self.conv = conv
-        self.spill: torch.Tensor | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.conv
-        # Without the bias: it belongs once to each output sample, not to each overlapping part.
-        y = F.conv_transpose1d(x, c.weight, None, c.stride)
-        if self.spill is not None:
-            y[..., : self.spill.shape[-1]] += self.spill
-        emitted = x.shape[-1] * c.stride[0]
-        self.spill = y[..., emitted:].clone()
-        y = y[..., :emitted]
-        return y if c.bias is None else y + c.bias[:, None]
-
-
-class _ResidualState:
-    def __init__(self, unit: ResidualUnit) -> None:
-        self.block = _stateful(unit.block)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
-
-
-class _SequentialState:
-    def __init__(self, steps: list[Step]) -> None:
-        self.steps = steps
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for step in self.steps:
-            x = step(x)
-        return x
-
-
-def _stateful(module: nn.Module) -> Step:
-    """A stateful callable that computes what ``module`` computes, chunk after chunk."""
-    if isinstance(module, CausalConv1d):
-        return _ConvState(module) if module.left_pad else module
-    if isinstance(module, CausalConvTranspose1d):
-        return _TransposedConvState(module)
-    if isinstance(module, ResidualUnit):
-        return _ResidualState(module)
-    if isinstance(module, nn.Sequential):
-        return _SequentialState([_stateful(m) for m in module])
-    if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-        raise TypeError(f"{type(module).__name__} is not causal and cannot stream")
-    if any(True for _ in module.children()):
-        raise TypeError(f"no streaming rule for {type(module).__name__}")
-    return module                   # pointwise: activations
+from .stateful import stateful
 
 
 class StreamingEncoder:
@@ -128,7 +45,7 @@ class StreamingEncoder:
         self.beam = beam
         self.channels = channels
         self.hop = model.hop
-        self.encoder = _stateful(model.encoder.net)
+        self.encoder = stateful(model.encoder.net)
         self.refiner = BlockRefiner(model, levels, channels, beam, refine) if refine else None
         self.pending = torch.zeros(channels, 0)
         self.samples_in = 0
@@ -178,7 +95,7 @@ class StreamingDecoder:
     def __init__(self, model: nn.Module, channels: int = 1) -> None:
         self.model = model
         self.channels = channels
-        self.decoder = _stateful(model.decoder.net)
+        self.decoder = stateful(model.decoder.net)
 
     @torch.no_grad()
     def push(self, codes: torch.Tensor) -> torch.Tensor:
