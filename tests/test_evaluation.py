@@ -142,6 +142,23 @@ def test_summary_leaves_unscored_files_out_and_pools_bytes():
     assert "codec: log-mel L1 improves with every bitrate step" in text
 
 
+def test_bitrate_steps_pair_each_bitrate_with_the_one_below_file_by_file():
+    from codec.evaluation.compare import bitrate_steps
+    from codec.evaluation.report import Row
+
+    def row(file: str, kbps: float, pesq: float, system: str = "codec") -> Row:
+        return Row(file, system, kbps, kbps, pesq, 0.9, 0.2, 1.0, 0.0, 1.0, 100)
+
+    rows = [row("a", 3, 2.0), row("b", 3, 3.0), row("a", 6, 2.1), row("b", 6, 3.3),
+            row("a", 12, 2.0), row("c", 12, 9.0),                     # c has no lower step to pair with
+            row("a", 6, 1.0, "opus"), row("a", 12, 4.0, "opus")]
+    pesq = {s.nominal_kbps: s for s in bitrate_steps(rows, "codec") if s.metric == "pesq"}
+    assert sorted(pesq) == [6, 12]
+    assert (pesq[6].files, pesq[6].base, pesq[6].other) == (2, 2.5, 2.7)
+    assert pesq[6].difference == pytest.approx(0.2) and pesq[6].standard_error == pytest.approx(0.1)
+    assert (pesq[12].files, pesq[12].difference) == (1, pytest.approx(-0.1))
+
+
 def test_parse_baselines():
     assert [b.name for b in parse_baselines("opus,codec2")] == ["opus", "codec2"]
     assert parse_baselines("none") == [] and parse_baselines("") == []

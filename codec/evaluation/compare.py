@@ -11,6 +11,7 @@ says how far the change stands out from the noise.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,22 @@ def paired_differences(base: Sequence[Row], other: Sequence[Row]) -> list[Paired
             out.append(PairedDifference(system, kbps, field, int(d.size), float(a.mean()), float(b.mean()),
                                         float(d.mean()), se))
     return out
+
+
+def bitrate_steps(rows: Sequence[Row], system: str) -> list[PairedDifference]:
+    """Each bitrate of ``system`` paired file by file with the bitrate below it: does quality
+    rise at every step beyond noise? ``base`` is the lower bitrate's mean, ``other`` this
+    one's, and ``nominal_kbps`` this one's.
+    """
+    ours = [r for r in rows if r.system == system]
+    rates = sorted({r.nominal_kbps for r in ours})
+    steps = []
+    for lower, upper in zip(rates, rates[1:]):
+        # paired_differences pairs the rows of one (system, bitrate, file): file the lower
+        # bitrate's rows under the upper's
+        below = [dataclasses.replace(r, nominal_kbps=upper) for r in ours if r.nominal_kbps == lower]
+        steps += paired_differences(below, [r for r in ours if r.nominal_kbps == upper])
+    return steps
 
 
 def format_comparison(differences: Sequence[PairedDifference], base_name: str, other_name: str) -> str:
