@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec.evaluation.compare import bitrate_steps, format_comparison, read_results  # noqa: E402
+from codec.evaluation.compare import bitrate_steps, by_score, format_comparison, read_results  # noqa: E402
 from codec.evaluation.report import format_summary, plot_rate_distortion, summarize  # noqa: E402
 
 LABELS = {"opus": "Opus (--hard-cbr)", "codec2": "Codec2"}
@@ -36,14 +36,15 @@ def main() -> None:
 
     rows = [r for run in args.runs for r in read_results(run)]
     files = {r.file for r in rows if r.system == args.system}
+    if not files:
+        sys.exit(f"no rows of system {args.system!r} in {', '.join(args.runs)}")
     if args.baselines_from:
         rows += [r for r in read_results(args.baselines_from) if r.system != args.system and r.file in files]
-    seen = set()
-    for r in rows:
-        key = (r.system, r.nominal_kbps, r.file)
-        if key in seen:
-            sys.exit(f"{r.file} is scored twice for {r.system} at {r.nominal_kbps:g} kbps")
-        seen.add(key)
+    by_score(rows)                     # one score per (system, bitrate, file), or CodecError
+    for system, kbps in sorted({(r.system, r.nominal_kbps) for r in rows}):
+        scored = {r.file for r in rows if (r.system, r.nominal_kbps) == (system, kbps)}
+        if scored != files:            # means over other files would bend the curve
+            sys.exit(f"{system} at {kbps:g} kbps scored {len(scored)} files, not the same {len(files)}")
 
     systems = [args.system, *sorted({r.system for r in rows} - {args.system})]
     summary = summarize(rows, systems)

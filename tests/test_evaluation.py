@@ -154,7 +154,7 @@ def test_bitrate_steps_pair_each_bitrate_with_the_one_below_file_by_file():
             row("a", 6, 1.0, "opus"), row("a", 12, 4.0, "opus")]
     pesq = {s.nominal_kbps: s for s in bitrate_steps(rows, "codec") if s.metric == "pesq"}
     assert sorted(pesq) == [6, 12]
-    assert (pesq[6].files, pesq[6].base, pesq[6].other) == (2, 2.5, 2.7)
+    assert (pesq[6].files, pesq[6].base, pesq[6].other) == (2, pytest.approx(2.5), pytest.approx(2.7))
     assert pesq[6].difference == pytest.approx(0.2) and pesq[6].standard_error == pytest.approx(0.1)
     assert (pesq[12].files, pesq[12].difference) == (1, pytest.approx(-0.1))
 

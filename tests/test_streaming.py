@@ -64,9 +64,9 @@ def test_the_frame_by_frame_encoder_computes_what_the_whole_file_encoder_does(ti
     from codec.model.stateful import stateful
 
     wav = torch.randn(2, 1, 25 * tiny_model.hop)
-    stateful = stateful(tiny_model.encoder.net)
+    encoder = stateful(tiny_model.encoder.net)
     with torch.no_grad():
-        frames = [stateful(wav[..., i:i + tiny_model.hop]) for i in range(0, wav.shape[-1], tiny_model.hop)]
+        frames = [encoder(wav[..., i:i + tiny_model.hop]) for i in range(0, wav.shape[-1], tiny_model.hop)]
         torch.testing.assert_close(torch.cat(frames, -1), tiny_model.encoder(wav), rtol=1e-4, atol=1e-5)
 
 
@@ -226,22 +226,3 @@ def test_a_failed_decode_leaves_no_libsndfile_handle_on_the_descriptor(tmp_path)
     gc.collect()
     assert second.read_bytes() == b"x" * 100
 
-
-def test_a_continuation_decodes_what_follows_its_past_again_and_again(tiny_model):
-    """Refinement decodes many blocks behind one context: each call must start from the
-    state the context left, as if the block were appended to it, and pass gradients."""
-    from codec.model.stateful import Continuation
-
-    past, block = torch.randn(1, tiny_model.config.latent_dim, 7), torch.randn(1, tiny_model.config.latent_dim, 5)
-    with torch.no_grad():
-        whole = tiny_model.decoder(torch.cat([past, block], dim=-1))[..., 7 * tiny_model.hop:]
-    continuation = Continuation(tiny_model.decoder.net, past)
-    block.requires_grad_(True)
-    first = continuation(block)
-    torch.testing.assert_close(first, whole, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(continuation(block), first, rtol=0, atol=0)      # not after the first call
-    (grad,) = torch.autograd.grad(first.square().sum(), block)
-    assert grad.abs().sum() > 0
-    fresh = Continuation(tiny_model.decoder.net, past[..., :0])                 # no past: the zero state
-    with torch.no_grad():
-        torch.testing.assert_close(fresh(block), tiny_model.decoder(block), rtol=1e-4, atol=1e-6)

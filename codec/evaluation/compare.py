@@ -11,9 +11,8 @@ says how far the change stands out from the noise.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence, get_type_hints
 
@@ -65,19 +64,25 @@ def read_results(path: str | Path) -> list[Row]:
         raise CodecError(f"{path}: a value is not a number ({e})") from None
 
 
+def by_score(rows: Sequence[Row]) -> dict[tuple[str, float, str], Row]:
+    """``rows`` by (system, nominal bitrate, file); CodecError if one is scored twice."""
+    by_key: dict[tuple[str, float, str], Row] = {}
+    for r in rows:
+        key = (r.system, r.nominal_kbps, r.file)
+        if key in by_key:
+            raise CodecError(f"{r.file} is scored twice for {r.system} at {r.nominal_kbps:g} kbps: "
+                             f"not one `codec eval` run")
+        by_key[key] = r
+    return by_key
+
+
 def paired_differences(base: Sequence[Row], other: Sequence[Row]) -> list[PairedDifference]:
     """Every measure of every (system, bitrate) that both runs scored, paired file by file.
 
     Files scored by only one run are left out, as are pairs where either score is NaN
     (PESQ or STOI could not score the clip).
     """
-    by_key: dict[tuple[str, float, str], Row] = {}
-    for r in base:
-        key = (r.system, r.nominal_kbps, r.file)
-        if key in by_key:
-            raise CodecError(f"{r.file} is scored twice for {r.system} at {r.nominal_kbps:g} kbps: "
-                             f"not one `codec eval` run")
-        by_key[key] = r
+    by_key = by_score(base)
     pairs: dict[tuple[str, float], list[tuple[Row, Row]]] = {}
     for r in other:
         match = by_key.get((r.system, r.nominal_kbps, r.file))
@@ -110,7 +115,7 @@ def bitrate_steps(rows: Sequence[Row], system: str) -> list[PairedDifference]:
     for lower, upper in zip(rates, rates[1:]):
         # paired_differences pairs the rows of one (system, bitrate, file): file the lower
         # bitrate's rows under the upper's
-        below = [dataclasses.replace(r, nominal_kbps=upper) for r in ours if r.nominal_kbps == lower]
+        below = [replace(r, nominal_kbps=upper) for r in ours if r.nominal_kbps == lower]
         steps += paired_differences(below, [r for r in ours if r.nominal_kbps == upper])
     return steps
 

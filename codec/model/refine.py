@@ -92,7 +92,7 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
     if steps == 0 or target.shape[-1] < MEL_WINDOWS[0]:
         return codes
     # Out of inference mode, if a caller is in it: its tensors cannot be saved for backward.
-    with torch.inference_mode(False), torch.enable_grad(), frozen(model):
+    with torch.inference_mode(False), torch.enable_grad(), frozen(decoder):
         # the decoder runs the context frames once, and each step's block from where they left it
         decode_block = Continuation(decoder.net, quantizer.decode(context.clone()))
         distance = Objective(target.clone()[:, None], model.sample_rate)
@@ -113,11 +113,11 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
 
 
 @contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """The weights need no gradient inside: only the latents' is wanted, and the weights'
-    would cost time (Snake's, for one, takes a sine of its own). Restored on the way out,
-    so a model being trained is left as it was (refinement must not run beside its step)."""
-    needs_grad = [p for p in model.parameters() if p.requires_grad]
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s weights need no gradient inside: refinement wants only the latents', and
+    the weights' would cost time (Snake's, for one, takes a sine of its own). Restored on the
+    way out. The flags belong to the shared module, so nothing may train it meanwhile."""
+    needs_grad = [p for p in module.parameters() if p.requires_grad]
     for p in needs_grad:
         p.requires_grad_(False)
     try:

@@ -114,9 +114,9 @@ def memories(step: Step) -> Iterator[_ConvState | _TransposedConvState]:
 
 
 class Continuation:
-    """``module`` run on what follows a fixed ``past [B, C, T]``: each call starts from the
-    state that ``past`` left, so ``Continuation(m, past)(x)`` is the tail of ``m(cat(past, x))``
-    (within float rounding), however many times it is called.
+    """``module`` run on what follows a fixed ``past [B, C, T]``: each call on ``x [B, C, T']``
+    starts from the state that ``past`` left, so it returns the tail of ``module(cat(past, x))``
+    that ``x`` produces (within float rounding), however many times it is called.
 
     The encoder's refinement decodes a candidate block at every step behind the same
     context frames: the context's share of the work is then done once, not at every step.
@@ -124,13 +124,13 @@ class Continuation:
     """
 
     def __init__(self, module: nn.Module, past: torch.Tensor) -> None:
-        self.step = stateful(module)
+        self.network = stateful(module)
         if past.shape[-1]:
             with torch.no_grad():
-                self.step(past)
-        self.saved = [(layer, layer.memory) for layer in memories(self.step)]
+                self.network(past)
+        self.saved = [(layer, layer.memory) for layer in memories(self.network)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for layer, memory in self.saved:      # a layer replaces its memory, never changes it in place
             layer.memory = memory
-        return self.step(x)
+        return self.network(x)
