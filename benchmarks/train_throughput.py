@@ -1,6 +1,7 @@
 """Training throughput and memory of the default recipe on this machine's CPU.
 
     python benchmarks/train_throughput.py [--config recipes/speech16k/config.toml] [key=value ...]
+    (init_from=speech16k decoder_only=true: the step that trains the decoder alone)
         [--threads 2] [--warmup 3] [--steps 10] [--batch-sizes 4 8 16 32] [--quick]
 
 Prints, for the recipe's model, batch size and crop length on random audio:
@@ -39,10 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from peak_memory import peak_rss_mib  # noqa: E402
+from codec.model import load_model  # noqa: E402
 from codec.train.config import TrainConfig  # noqa: E402
 from codec.train.export import training_model  # noqa: E402
 from codec.train.losses import ReconstructionLoss  # noqa: E402
-from codec.train.train import build_adversary, train_step  # noqa: E402
+from codec.train.train import build_adversary, build_optimizer, train_mode, train_step  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "recipes" / "speech16k" / "config.toml"
 
@@ -50,9 +52,9 @@ DEFAULT_CONFIG = ROOT / "recipes" / "speech16k" / "config.toml"
 def setup(c: TrainConfig, compile_model: bool = False):
     """Model, optimiser, EMA and loss as the trainer builds them (single process, CPU)."""
     torch.manual_seed(c.seed)
-    model = training_model(c)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    model = training_model(c, load_model(c.init_from) if c.init_from else None)
+    train_mode(model, c)
+    optimizer = build_optimizer(model, c)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     train_model = torch.compile(model) if compile_model else model
     return train_model, model, optimizer, ema, ReconstructionLoss(c), build_adversary(c, torch.device("cpu"))

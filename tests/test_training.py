@@ -484,6 +484,23 @@ def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_p
         torch.testing.assert_close(after[name], value, rtol=0.05, atol=0.05, msg=name)
 
 
+def test_decoder_only_training_leaves_the_encoder_and_codebooks_as_loaded(tmp_path, config_file, tiny_model_file):
+    run_training(config_file, tmp_path / "run", "steps=2", "warmup_steps=1", "lr=1e-2", "weight_ema=0",
+                 f"init_from={tiny_model_file}", "decoder_only=true")
+    trained = checkpoint_tensors(tmp_path / "run")
+    c = TrainConfig.load(config_file)
+    start = dict(training_model(c, load_model(tiny_model_file)).state_dict())
+    encoder = [k for k in start if k.startswith("encoder.")]
+    codebooks = [k for k in start if k.startswith("quantizer.")]
+    decoder = [k for k in start if k.startswith("decoder.") and start[k].is_floating_point()]
+    assert encoder and codebooks and decoder
+    for name in encoder + codebooks:
+        assert torch.equal(trained[f"model.{name}"], start[name]), name
+    assert sum(not torch.equal(trained[f"model.{name}"], start[name]) for name in decoder) > len(decoder) // 2
+    with pytest.raises(ValueError, match="give init_from"):
+        TrainConfig.load(config_file, ["decoder_only=true"])
+
+
 # -- losses -----------------------------------------------------------------------------------
 
 

@@ -29,6 +29,10 @@ class TrainConfig:
     # start from the weights and codebooks of an exported model file of the same
     # architecture (fine-tuning, or going on from a shipped model); "" = random weights
     init_from: str = ""
+    # train the decoder alone: the encoder and the codebooks keep init_from's weights. The
+    # decoder sets this model's ceiling (docs/model_card.md), the encoder's codes are refined
+    # at encoding anyway, and a step without the encoder's backward pass costs less.
+    decoder_only: bool = False
 
     # optimisation
     steps: int = 100_000
@@ -77,6 +81,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     checkpoint_minutes: float = 5.0       # also checkpoint at least this often
     valid_kbps: tuple[float, ...] = (1.5, 6.0, 12.0)
+
+    def __post_init__(self) -> None:
+        if self.decoder_only and not self.init_from:
+            raise ValueError("decoder_only=true trains the decoder of a trained model: give init_from")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -39,7 +39,7 @@ from ..errors import CodecError
 from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
-from ..model import load_model
+from ..model import CodecModel, load_model
 from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -114,6 +114,23 @@ def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
                                                 c.discriminator_magnitude_exponent).to(device)
     optimizer = torch.optim.AdamW(discriminator.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     return Adversary(discriminator, discriminator, optimizer)
+
+
+def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the weights that learn: all, or with ``decoder_only`` the decoder's (the
+    encoder's are frozen here, so its backward pass is never computed)."""
+    if c.decoder_only:
+        model.encoder.requires_grad_(False)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                             lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+
+
+def train_mode(model: torch.nn.Module, c: TrainConfig) -> None:
+    """Training mode, except for codebooks that must keep their vectors (``decoder_only``):
+    in training mode the quantizer moves them toward the encoder's outputs."""
+    model.train()
+    if c.decoder_only:
+        model.quantizer.eval()
 
 
 def full_state(model: torch.nn.Module, ema: dict[str, torch.Tensor],
@@ -255,7 +272,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
     resuming = resume and checkpoint_path.exists()
     start = load_model(c.init_from) if c.init_from and not resuming else None
     model = training_model(c, start).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    optimizer = build_optimizer(model, c)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     adversary = build_adversary(c, device)    # drawn after the model, before a resume restores the RNG
     step = 0
@@ -343,7 +360,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
 
     # -- the loop -----------------------------------------------------------------
     last_checkpoint = time.monotonic()
-    model.train()
+    train_mode(model, c)
     for batch in loader:
         loss, commit, parts, grad_norm = train_step(train_model, model, loss_fn, optimizer, ema,
                                                     batch.to(device), step, rank, c, adversary)
@@ -373,7 +390,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
                 for name, audio in examples.items():
                     writer.add_audio(f"audio/{name}", audio.clamp(-1, 1)[None], step, c.model.sample_rate)
                 progress.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-                model.train()
+                train_mode(model, c)
 
         # Whether to stop and whether the checkpoint clock has run out are agreed by
         # all ranks (max over ranks), so that all take the same branch: checkpoint()
