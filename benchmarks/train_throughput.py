@@ -1,8 +1,10 @@
 """Training throughput and memory of the default recipe on this machine's CPU.
 
     python benchmarks/train_throughput.py [--config recipes/speech16k/config.toml] [key=value ...]
-    (init_from=speech16k decoder_only=true: the step that trains the decoder alone)
         [--threads 2] [--warmup 3] [--steps 10] [--batch-sizes 4 8 16 32] [--quick]
+
+With ``init_from=speech16k decoder_only=true`` it times the step that trains the decoder
+alone (no encoder backward pass, no codebook updates, no k-means).
 
 Prints, for the recipe's model, batch size and crop length on random audio:
 steps/s and audio-seconds/s of the trainer's own step (``train.train_step``:
@@ -129,8 +131,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     c = TrainConfig.load(args.config, args.overrides)
     m = c.model
-    params = sum(p.numel() for p in training_model(c).parameters()) / 1e6
-    print(f"config {args.config}: {params:.2f} M parameters, {m.levels} levels x {m.codebook_bits} bits, "
+    weights = list(training_model(c).parameters())
+    params = sum(p.numel() for p in weights) / 1e6
+    trained = sum(p.numel() for p in weights if p.requires_grad) / 1e6
+    print(f"config {args.config}: {params:.2f} M parameters ({trained:.2f} M trained), "
+          f"{m.levels} levels x {m.codebook_bits} bits, "
           f"batch {c.batch_size} x {c.segment_seconds:g} s")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads; {args.warmup} warm-up + {args.steps} timed steps"

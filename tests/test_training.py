@@ -485,8 +485,12 @@ def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_p
 
 
 def test_decoder_only_training_leaves_the_encoder_and_codebooks_as_loaded(tmp_path, config_file, tiny_model_file):
-    run_training(config_file, tmp_path / "run", "steps=2", "warmup_steps=1", "lr=1e-2", "weight_ema=0",
-                 f"init_from={tiny_model_file}", "decoder_only=true")
+    only = [f"init_from={tiny_model_file}", "decoder_only=true"]
+    frozen = training_model(TrainConfig.load(config_file, [*only, "model.activation=snake"]))
+    assert all(not p.requires_grad for p in frozen.encoder.parameters())      # no encoder backward pass
+    assert all(p.requires_grad for p in frozen.decoder.parameters())
+
+    run_training(config_file, tmp_path / "run", "steps=2", "warmup_steps=1", "lr=1e-2", *only)
     trained = checkpoint_tensors(tmp_path / "run")
     c = TrainConfig.load(config_file)
     start = dict(training_model(c, load_model(tiny_model_file)).state_dict())
@@ -497,8 +501,16 @@ def test_decoder_only_training_leaves_the_encoder_and_codebooks_as_loaded(tmp_pa
     for name in encoder + codebooks:
         assert torch.equal(trained[f"model.{name}"], start[name]), name
     assert sum(not torch.equal(trained[f"model.{name}"], start[name]) for name in decoder) > len(decoder) // 2
+    for name in encoder:                                           # what export and validation use
+        assert torch.equal(trained[f"ema.{name}"], start[name]), name
     with pytest.raises(ValueError, match="give init_from"):
         TrainConfig.load(config_file, ["decoder_only=true"])
+    # its optimizer holds the decoder's weights only: a resume cannot switch to all of them
+    result = subprocess.run(train_command(config_file, tmp_path / "run", "steps=3", f"init_from={tiny_model_file}",
+                                          resume=True), cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "was trained with decoder_only=true" in result.stderr
 
 
 # -- losses -----------------------------------------------------------------------------------

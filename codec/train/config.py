@@ -31,7 +31,8 @@ class TrainConfig:
     init_from: str = ""
     # train the decoder alone: the encoder and the codebooks keep init_from's weights. The
     # decoder sets this model's ceiling (docs/model_card.md), the encoder's codes are refined
-    # at encoding anyway, and a step without the encoder's backward pass costs less.
+    # at encoding anyway, and a step without the encoder's backward pass costs less. The
+    # logged grad_norm is then the decoder's alone; a run cannot switch this on --resume.
     decoder_only: bool = False
 
     # optimisation

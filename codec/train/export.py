@@ -26,7 +26,8 @@ def conv_layers(model: nn.Module) -> list[nn.Module]:
 
 def training_model(config: TrainConfig, start: CodecModel | None = None) -> CodecModel:
     """A model with weight-normalised convolutions: fresh, or starting from the weights and
-    codebooks of ``start``, an inference model of the same architecture (``init_from``)."""
+    codebooks of ``start``, an inference model of the same architecture (``init_from``).
+    With ``decoder_only`` the encoder's weights are frozen."""
     model = CodecModel(config.model)
     if start is not None:
         mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
@@ -39,6 +40,8 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
             vq.adopt()
     for conv in conv_layers(model):
         weight_norm(conv)       # g and v are computed from the weights it starts with
+    if config.decoder_only:     # after weight norm, whose g and v are the weights that train
+        model.encoder.requires_grad_(False)
     return model
 
 

@@ -117,15 +117,12 @@ def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
 
 
 def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the weights that learn: all, or with ``decoder_only`` the decoder's (the
-    encoder's are frozen here, so its backward pass is never computed)."""
-    if c.decoder_only:
-        model.encoder.requires_grad_(False)
+    """AdamW over the weights that learn: all but those ``training_model`` froze."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                              lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
 
 
-def train_mode(model: torch.nn.Module, c: TrainConfig) -> None:
+def train_mode(model: CodecModel, c: TrainConfig) -> None:
     """Training mode, except for codebooks that must keep their vectors (``decoder_only``):
     in training mode the quantizer moves them toward the encoder's outputs."""
     model.train()
@@ -211,7 +208,8 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
     if c.weight_ema:
         with torch.no_grad():
             for name, p in model.named_parameters():
-                ema[name].lerp_(p.detach(), 1 - ema_decay(step, c))
+                if p.requires_grad:            # a frozen weight's EMA is the weight
+                    ema[name].lerp_(p.detach(), 1 - ema_decay(step, c))
     return loss, commit, parts, grad_norm
 
 
@@ -278,6 +276,9 @@ def _train(config: TrainConfig, resume: bool) -> None:
     step = 0
     if resuming:
         saved = load_checkpoint(checkpoint_path)
+        if saved["config"].get("decoder_only", False) != c.decoder_only:   # its optimizer holds other weights
+            raise CodecError(f"{checkpoint_path} was trained with decoder_only={str(not c.decoder_only).lower()}: "
+                             f"to switch, export it and start a new run with init_from=THE_EXPORTED_FILE")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         ema = {k: v.to(device) for k, v in saved["ema"].items()}
@@ -376,7 +377,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
                     writer.add_scalar(f"loss/{name}", value.item(), step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 writer.add_scalar("train/lr", learning_rate(step - 1, c), step)   # the rate this step used
-                for level, (perplexity, dead) in enumerate(model.quantizer.usage()):
+                for level, (perplexity, dead) in enumerate(() if c.decoder_only else model.quantizer.usage()):
                     writer.add_scalar(f"codebook_perplexity/level{level:02d}", perplexity, step)
                     writer.add_scalar(f"codebook_dead/level{level:02d}", dead, step)
             if valid_files and (step % c.valid_every == 0 or step == c.steps):
