@@ -159,6 +159,16 @@ def test_bitrate_steps_pair_each_bitrate_with_the_one_below_file_by_file():
     assert (pesq[12].files, pesq[12].difference) == (1, pytest.approx(-0.1))
 
 
+def test_a_spectrogram_shows_a_tone_at_its_frequency_and_silence_below_the_scale():
+    from codec.evaluation.report import SPECTROGRAM_WINDOW, spectrogram_db
+
+    t = np.arange(RATE) / RATE
+    tone = spectrogram_db(0.1 * np.sin(2 * np.pi * 1000 * t))
+    assert tone.shape[0] == SPECTROGRAM_WINDOW // 2 + 1
+    assert abs(int(np.median(tone.argmax(axis=0))) - 1000 * SPECTROGRAM_WINDOW // RATE) <= 1   # the 1 kHz bin
+    assert spectrogram_db(np.zeros(RATE)).max() < tone.max() - 150
+
+
 def test_parse_baselines():
     assert [b.name for b in parse_baselines("opus,codec2")] == ["opus", "codec2"]
     assert parse_baselines("none") == [] and parse_baselines("") == []
@@ -206,9 +216,10 @@ def test_eval_writes_csv_plot_and_listening_page(refs, shared_tiny_model_file, t
     assert (out / "rate_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "index.html").read_text()
     assert page.count("<audio") == 3 and 'src="rate_distortion.png"' in page   # reference + 2 bitrates
-    for wav in ("reference.wav", "codec_0.6kbps.wav", "codec_1.2kbps.wav"):
-        assert f'src="audio/000_a/{wav}"' in page
-        assert sf.info(out / "audio" / "000_a" / wav).samplerate == RATE
+    for stem in ("reference", "codec_0.6kbps", "codec_1.2kbps"):
+        assert f'src="audio/000_a/{stem}.wav"' in page and f'src="audio/000_a/{stem}.png"' in page
+        assert sf.info(out / "audio" / "000_a" / f"{stem}.wav").samplerate == RATE
+        assert (out / "audio" / "000_a" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "audio" / "001_c").exists()                             # --listen 1
 
     lines = result.stdout.splitlines()

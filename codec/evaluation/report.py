@@ -66,11 +66,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class Clip:
-    """One audio player of the listening page: a label, a WAV path relative to the page, its scores."""
+    """One audio player of the listening page: a label, a WAV path relative to the page, its
+    scores, and its spectrogram's PNG (relative to the page)."""
 
     label: str
     path: str
     row: Row | None = None
+    image: str | None = None
 
 
 def summarize(rows: Sequence[Row], systems: Sequence[str]) -> list[Summary]:
@@ -173,8 +175,47 @@ def plot_rate_distortion(summary: Sequence[Summary], labels: dict[str, str], pat
     axes.flat[0].legend(loc="best", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
+    _save_png(fig, path, dpi=110)
+
+
+# The spectrograms of one file share a scale: from its reference's loudest bin down this far,
+# to below the noise floor of a quiet recording, where a codec's own noise shows.
+SPECTROGRAM_RANGE_DB = 90.0
+SPECTROGRAM_WINDOW = 512          # 32 ms at 16 kHz: resolves the harmonics of most voices
+
+
+def spectrogram_db(audio: np.ndarray) -> np.ndarray:
+    """Log magnitude ``[bins, frames]`` in dB of ``audio [samples]``: Hann windows, hop 1/4."""
+    window, hop = SPECTROGRAM_WINDOW, SPECTROGRAM_WINDOW // 4
+    padded = np.pad(np.asarray(audio, dtype=np.float64), (0, window))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop] * np.hanning(window)
+    return 20 * np.log10(np.abs(np.fft.rfft(frames, axis=1)).T + 1e-10)
+
+
+def write_spectrogram(audio: np.ndarray, sample_rate: int, path: Path, top_db: float) -> None:
+    """A small PNG of ``audio``'s spectrogram from ``top_db`` down SPECTROGRAM_RANGE_DB, to see
+    what a codec smears or adds (harmonics, noise in the pauses) beside hearing it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 2.4))     # shown small, opened full size
+    ax.imshow(spectrogram_db(audio), origin="lower", aspect="auto", cmap="magma",
+              vmin=top_db - SPECTROGRAM_RANGE_DB, vmax=top_db,
+              extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
+    ax.set_xlabel("s", fontsize=8, labelpad=1)
+    ax.set_ylabel("kHz", fontsize=8, labelpad=1)
+    ax.tick_params(labelsize=7, length=2, pad=1)
+    fig.tight_layout(pad=0.2)
+    _save_png(fig, path, dpi=100)
+
+
+def _save_png(fig, path: Path, dpi: int) -> None:
+    """Write a matplotlib figure to ``path`` through a temporary file, and close it."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     with atomic_output(str(path), force=True) as f:
         f.write(buffer.getvalue())
@@ -197,8 +238,11 @@ def _html_clip(clip: Clip) -> str:
         r = clip.row
         caption += (f"<br><small>{r.actual_kbps:.2f} kbps on disk, PESQ {r.pesq:.2f}, "
                     f"STOI {r.stoi:.3f}</small>")
+    src = html.escape(clip.image or "", quote=True)
+    image = (f'<br><a href="{src}"><img src="{src}" alt="spectrogram of {html.escape(clip.label)}" '
+             f'width="220"></a>' if clip.image else "")
     return (f'<td><div>{caption}</div><audio controls preload="none" '
-            f'src="{html.escape(clip.path, quote=True)}"></audio></td>')
+            f'src="{html.escape(clip.path, quote=True)}"></audio>{image}</td>')
 
 
 def write_html(path: Path, title: str, summary: Sequence[Summary], plot_name: str,

@@ -31,7 +31,8 @@ from ..model.quantizer import DEFAULT_BEAM
 from ..model.refine import refine_or_default
 from .align import align, shift
 from .baselines import Baseline
-from .report import Clip, Row, Summary, format_summary, plot_rate_distortion, summarize, write_csv, write_html
+from .report import (Clip, Row, Summary, format_summary, plot_rate_distortion, spectrogram_db, summarize,
+                     write_csv, write_html, write_spectrogram)
 from .scores import SCORE_RATE, metric_packages, score
 
 OURS = "codec"
@@ -86,6 +87,14 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(str(path), force=True) as f:
         write_audio(f, wav, SCORE_RATE)
+
+
+def _keep_clip(out: Path, stem: Path, label: str, audio: np.ndarray, top_db: float, row: Row | None = None) -> Clip:
+    """Write ``audio`` as ``out/stem.wav`` and its spectrogram as ``out/stem.png``, for the listening page."""
+    wav, png = stem.parent / f"{stem.name}.wav", stem.parent / f"{stem.name}.png"   # "codec_0.6kbps" has a dot
+    _write_wav(out / wav, audio)
+    write_spectrogram(audio, SCORE_RATE, out / png, top_db)
+    return Clip(label, wav.as_posix(), row, png.as_posix())
 
 
 def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool,
@@ -161,8 +170,8 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
             clip_dir = Path(AUDIO_DIR) / f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', path.stem)}"
             keep = index < listen
             if keep:
-                _write_wav(out / clip_dir / "reference.wav", reference)
-                listening[name] = [Clip("reference", (clip_dir / "reference.wav").as_posix())]
+                top_db = float(spectrogram_db(reference).max())      # the file's spectrograms share it
+                listening[name] = [_keep_clip(out, clip_dir / "reference", "reference", reference, top_db)]
             seconds = len(reference) / SCORE_RATE
 
             def record(system: str, nominal: float, decoded: np.ndarray, num_bytes: int,
@@ -174,9 +183,8 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
                           s.pesq, s.stoi, s.mel_l1, s.si_sdr, 1000 * delay / SCORE_RATE, seconds, num_bytes)
                 rows.append(row)
                 if keep:
-                    wav_name = clip_dir / f"{system}_{nominal:g}kbps.wav"
-                    _write_wav(out / wav_name, aligned)
-                    listening[name].append(Clip(f"{system} {nominal:g} kbps", wav_name.as_posix(), row))
+                    listening[name].append(_keep_clip(out, clip_dir / f"{system}_{nominal:g}kbps",
+                                                      f"{system} {nominal:g} kbps", aligned, top_db, row))
                 bar.update(1)
 
             for rate in rates:
