@@ -22,11 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from codec.evaluation.baselines import BASELINES  # noqa: E402
 from codec.evaluation.compare import bitrate_steps, by_score, format_comparison, read_results  # noqa: E402
 from codec.evaluation.report import format_summary, plot_rate_distortion, summarize  # noqa: E402
-
-LABELS = {"opus": "Opus (--hard-cbr)", "codec2": "Codec2"}
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -62,7 +60,8 @@ def main() -> None:
     print(format_comparison(bitrate_steps(rows, args.system), "lower", "this"))
     if args.plot:
         title = args.title or f"{len(files)} files, {len(args.runs)} runs"
-        labels = {args.system: args.label or args.system, **{s: LABELS.get(s, s) for s in systems[1:]}}
+        labels = {args.system: args.label or args.system,
+                  **{s: BASELINES[s].label if s in BASELINES else s for s in systems[1:]}}
         plot_rate_distortion(summary, labels, Path(args.plot), title)
         print(f"\nplot: {args.plot}")
 

@@ -225,4 +225,3 @@ def test_a_failed_decode_leaves_no_libsndfile_handle_on_the_descriptor(tmp_path)
     g.close()
     gc.collect()
     assert second.read_bytes() == b"x" * 100
-

@@ -89,9 +89,11 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
         write_audio(f, wav, SCORE_RATE)
 
 
-def _keep_clip(out: Path, stem: Path, label: str, audio: np.ndarray, top_db: float, row: Row | None = None) -> Clip:
-    """Write ``audio`` as ``out/stem.wav`` and its spectrogram as ``out/stem.png``, for the listening page."""
-    wav, png = stem.parent / f"{stem.name}.wav", stem.parent / f"{stem.name}.png"   # "codec_0.6kbps" has a dot
+def _keep_clip(out: Path, clip_dir: Path, name: str, label: str, audio: np.ndarray, top_db: float,
+               row: Row | None = None) -> Clip:
+    """Write ``audio`` as ``out/clip_dir/name.wav`` and its spectrogram as ``name.png`` beside it,
+    for the listening page."""
+    wav, png = clip_dir / f"{name}.wav", clip_dir / f"{name}.png"
     _write_wav(out / wav, audio)
     write_spectrogram(audio, SCORE_RATE, out / png, top_db)
     return Clip(label, wav.as_posix(), row, png.as_posix())
@@ -171,7 +173,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
             keep = index < listen
             if keep:
                 top_db = float(spectrogram_db(reference).max())      # the file's spectrograms share it
-                listening[name] = [_keep_clip(out, clip_dir / "reference", "reference", reference, top_db)]
+                listening[name] = [_keep_clip(out, clip_dir, "reference", "reference", reference, top_db)]
             seconds = len(reference) / SCORE_RATE
 
             def record(system: str, nominal: float, decoded: np.ndarray, num_bytes: int,
@@ -183,7 +185,7 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
                           s.pesq, s.stoi, s.mel_l1, s.si_sdr, 1000 * delay / SCORE_RATE, seconds, num_bytes)
                 rows.append(row)
                 if keep:
-                    listening[name].append(_keep_clip(out, clip_dir / f"{system}_{nominal:g}kbps",
+                    listening[name].append(_keep_clip(out, clip_dir, f"{system}_{nominal:g}kbps",
                                                       f"{system} {nominal:g} kbps", aligned, top_db, row))
                 bar.update(1)
 

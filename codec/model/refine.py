@@ -21,8 +21,8 @@ Streams are refined in blocks of ``block`` frames at fixed positions (frame 0,
 ``block``, ``2 * block``, ...). Each block is decoded behind the final codes of the
 ``context`` frames before it, which covers the decoder's receptive field, so the
 block decodes exactly as it will in the stream. The decoder runs the context once per
-block and each step from the state it left (stateful.Continuation). The same blocks hold the same
-numbers however the audio arrives, so streaming still equals whole-file coding; the
+block, and each step from the state it left (stateful.Continuation). The same blocks
+hold the same numbers however the audio arrives, so streaming still equals whole-file coding; the
 codes come out a block at a time, which is the latency refinement adds. A block's
 last frames are chosen without seeing their effect on the next block.
 
