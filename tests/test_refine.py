@@ -40,6 +40,28 @@ def test_refined_codes_decode_nearer_the_audio_and_leave_the_weights_alone(share
     assert all(p.requires_grad for p in model.parameters())             # frozen only while refining
 
 
+def test_the_objective_adds_each_term_at_its_weight(monkeypatch):
+    from codec.intelligibility import Intelligibility
+    from codec.perceptual import PerceptualDisturbance, min_samples
+
+    rate = 16000
+    target = torch.from_numpy(speech_like(0.6))[:, None]
+    decoded = target + 0.01 * torch.randn_like(target)
+    spectral = SpectralDistance(target, rate, MEL_WINDOWS, STFT_WINDOWS)(decoded)
+    stoi = Intelligibility(target, rate)(decoded)
+    perceptual = PerceptualDisturbance(target, rate)(decoded)
+    assert perceptual > 0 and stoi < 1
+    for stoi_weight, perceptual_weight in [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]:
+        monkeypatch.setattr(refinement, "INTELLIGIBILITY_WEIGHT", stoi_weight)
+        monkeypatch.setattr(refinement, "PERCEPTUAL_WEIGHT", perceptual_weight)
+        expected = spectral + stoi_weight * (1 - stoi) + perceptual_weight * perceptual
+        assert refinement.Objective(target, rate)(decoded).item() == pytest.approx(expected.item(), rel=1e-5)
+    # a block too short for the perceptual frame is refined on the other terms
+    short = target[..., :min_samples(rate) - 2]
+    alone = SpectralDistance(short, rate, MEL_WINDOWS, STFT_WINDOWS)(short * 0.9)
+    assert refinement.Objective(short, rate)(short * 0.9).item() == pytest.approx(alone.item(), rel=1e-5)
+
+
 def test_refined_streaming_equals_whole_file_coding_across_blocks(shared_tiny_model_file):
     """Three blocks of 50 frames and a partial one, pushed in uneven chunks."""
     model = load_model(shared_tiny_model_file)

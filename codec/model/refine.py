@@ -10,7 +10,9 @@ Refinement starts from the encoder's latents and takes Adam steps on them to low
 the spectral distance (codec.spectral.SpectralDistance: log-mel at 2 to 128 ms
 windows plus multi-resolution STFT) between the decoder's output and the input,
 less a weighted intelligibility score (codec.intelligibility: STOI's envelope
-correlation over 384 ms, which a frame-by-frame distance does not see).
+correlation over 384 ms, which a frame-by-frame distance does not see), plus a weighted
+PESQ-like perceptual disturbance (codec.perceptual: loudness on a Bark scale, with added
+components weighing more than missing ones and the worst moments most).
 Every step quantizes the latents first, with a straight-through gradient, so the
 search sees exactly what the decoder will receive. The codes of the step with the
 lowest distance win, so refinement never does worse by its own measure than the
@@ -39,7 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import whole_number
-from ..intelligibility import Intelligibility, min_samples
+from .. import intelligibility, perceptual
 from ..spectral import SpectralDistance
 from .stateful import Continuation
 
@@ -58,9 +60,12 @@ LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent R
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
 STFT_WINDOWS = (512, 1024, 2048)                 # a subset of MEL_WINDOWS: their spectra serve both
-# The weight of (1 - STOI) beside the spectral distance (benchmarks/rvq_search.py --stoi-weights).
-# Blocks shorter than one 384 ms STOI segment (a stream's last) are refined without it.
-INTELLIGIBILITY_WEIGHT = 1.0
+# The weights of (1 - STOI) and of the PESQ-like perceptual disturbance beside the spectral
+# distance (benchmarks/rvq_search.py --stoi-weights --perceptual-weights). Blocks shorter than
+# one 384 ms STOI segment (a stream's last) are refined without the first, and blocks shorter
+# than one 32 ms frame without the second.
+INTELLIGIBILITY_WEIGHT = 2.0
+PERCEPTUAL_WEIGHT = 3.0
 
 
 def check_refine(steps: int) -> int:
@@ -129,18 +134,24 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 class Objective:
     """What refinement lowers: how far decoded audio ``[1, 1, N]`` is from the fixed target
-    ``[1, 1, N]``, a scalar tensor (SpectralDistance + INTELLIGIBILITY_WEIGHT * (1 - STOI))."""
+    ``[1, 1, N]``, a scalar tensor: SpectralDistance + INTELLIGIBILITY_WEIGHT * (1 - STOI)
+    + PERCEPTUAL_WEIGHT * PerceptualDisturbance."""
 
     def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
         self.spectral = SpectralDistance(target, sample_rate, MEL_WINDOWS, STFT_WINDOWS)
-        self.weight = INTELLIGIBILITY_WEIGHT       # read now: benchmarks set it between runs
-        long_enough = target.shape[-1] >= min_samples(sample_rate)
-        self.intelligibility = Intelligibility(target, sample_rate) if self.weight and long_enough else None
+        # the weights are read now, not at import: benchmarks set them between runs
+        self.stoi_weight, self.perceptual_weight = INTELLIGIBILITY_WEIGHT, PERCEPTUAL_WEIGHT
+        self.intelligibility = (intelligibility.Intelligibility(target, sample_rate) if self.stoi_weight
+                                and target.shape[-1] >= intelligibility.min_samples(sample_rate) else None)
+        self.perceptual = (perceptual.PerceptualDisturbance(target, sample_rate) if self.perceptual_weight
+                           and target.shape[-1] >= perceptual.min_samples(sample_rate) else None)
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
         d = self.spectral(decoded)
         if self.intelligibility is not None:
-            d = d + self.weight * (1 - self.intelligibility(decoded))
+            d = d + self.stoi_weight * (1 - self.intelligibility(decoded))
+        if self.perceptual is not None:
+            d = d + self.perceptual_weight * self.perceptual(decoded)
         return d
 
 
