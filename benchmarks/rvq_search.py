@@ -1,7 +1,7 @@
 """What does a wider or longer search for codes gain, and what does it cost?
 
     python benchmarks/rvq_search.py [REFS] [--model NAME|FILE] [--kbps 0.5,1.5,3,6]
-        [--beams 1,4,8,16] [--refine 0] [--stoi-weights 1] [--perceptual-weights 0]
+        [--beams 1,4,8,16] [--refine 0] [--stoi-weights 2] [--perceptual-weights 3]
         [--limit 21] [--seconds 6] [--threads 1]
 
 Codes the first ``--seconds`` of ``--limit`` files of REFS (a folder or manifest; default

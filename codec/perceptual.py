@@ -15,8 +15,12 @@ This follows P.862's published structure, not its reference code or tables: the 
 bands are even on Traunmueller's Bark scale, the hearing threshold is Terhardt's
 approximation, and speech is taken to be heard at 79 dB SPL. PESQ also forgives a fixed
 spectral tilt and slow gain changes before it compares; this measure does not, because
-refinement gained as much or more without them (benchmarks on 8 dev files), and it has
-no time alignment, because refinement compares a decoding with the very input it codes.
+refinement gained as much or more without them (prototypes on 8 dev files). It also leaves
+out P.862.2's 100 Hz high-pass, the steeper loudness below 4 Bark, the weighting of frames by
+their energy and the cap on a frame's disturbance, and it has no time alignment, because
+refinement compares a decoding with the very input it codes. Two known weaknesses: the last
+partial 320 ms window is dropped, so up to 9 frames at the end go unscored, and each signal's
+level is aligned on its own, so near silence is scored as if its noise were speech.
 It is a stand-in for the PESQ score `codec eval` reports, which is measured by the
 reference implementation. Shapes: audio ``[1, 1, N]`` at ``sample_rate``.
 """
@@ -32,14 +36,14 @@ RATE = 16_000               # PESQ's wide-band rate
 FFT = 512                   # 32 ms Hann frames, hop 16 ms, as P.862 at 16 kHz
 HOP = FFT // 2
 BANDS = 49                  # P.862's band count at 16 kHz
-ALIGN_HZ = (325.0, 3250.0)  # the band whose power P.862 aligns
+ALIGN_HZ = (325.0, 3250.0)  # the speech band whose power is aligned to 1
 LISTENING_DB_SPL = 79.0     # the aligned level is heard at this level
 LOUDNESS_EXPONENT = 0.23    # Zwicker's compression of power into loudness
 DEAD_ZONE = 0.25            # of the softer loudness: smaller differences are not heard
 ASYMMETRY_POWER = 1.2
-ASYMMETRY_FLOOR, ASYMMETRY_CAP = 3.0, 12.0   # added power below 3 times the reference's is not weighted
+ASYMMETRY_FLOOR, ASYMMETRY_CAP = 3.0, 12.0   # of the factor: added power below 2.5 times the reference's is not weighted
 WINDOW_FRAMES, WINDOW_HOP = 20, 10           # P.862's "split second": 320 ms, half overlapping
-SYMMETRIC_WEIGHT, ASYMMETRIC_WEIGHT = 0.1, 0.0309   # P.862's weights in its MOS: a point per 10 units
+SYMMETRIC_WEIGHT, ASYMMETRIC_WEIGHT = 0.1, 0.0309   # P.862's weights of its two disturbances in its MOS
 
 
 def bark(hz: torch.Tensor) -> torch.Tensor:
@@ -88,7 +92,8 @@ def band_powers(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     wav = resample(audio.reshape(-1), sample_rate, RATE)
     window = torch.hann_window(FFT, device=wav.device)
     spectrum = torch.stft(wav, FFT, HOP, window=window, center=False, return_complex=True)
-    # one-sided power per bin, so that summing the bins gives the frame's mean power
+    # one-sided power per bin, so that summing the bins gives the frame's mean power (the
+    # Nyquist bin is doubled too, a negligible error in the top band)
     power = (spectrum.real ** 2 + spectrum.imag ** 2) * (2 / (FFT * window.pow(2).sum()))
     hz = torch.arange(FFT // 2 + 1, device=wav.device) * RATE / FFT
     aligned = (hz >= ALIGN_HZ[0]) & (hz <= ALIGN_HZ[1])
@@ -113,9 +118,9 @@ class PerceptualDisturbance:
     """How much worse decoded audio sounds than one fixed clean ``target [1, 1, N]``:
     ``self(decoded [1, 1, N])`` is a scalar tensor, 0 for a perfect match, differentiable.
 
-    It weighs its two disturbances as P.862 does, but its loudness scale is its own, so its
-    values are not PESQ's (a MOS point is worth about 0.07 here). The target's band powers
-    are computed once. Audio shorter than one 32 ms frame (``min_samples``) raises ValueError.
+    It weighs its two disturbances as P.862 does, but its loudness scale is its own: its
+    values fall as PESQ rises, not in proportion to PESQ's. The target's band powers are
+    computed once. Audio shorter than one 32 ms frame (``min_samples``) raises ValueError.
     """
 
     def __init__(self, target: torch.Tensor, sample_rate: int) -> None:

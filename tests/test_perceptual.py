@@ -53,7 +53,7 @@ def test_it_rises_with_noise_as_pesq_falls():
     clean = voiced(3.0)
     disturbance = PerceptualDisturbance(tensor(clean), RATE)
     ours, theirs = [], []
-    for snr_db in (40, 25, 15, 5):
+    for snr_db in (40, 30, 20, 10):
         noisy = with_noise(clean, snr_db).astype(np.float32)
         ours.append(float(disturbance(tensor(noisy))))
         theirs.append(pesq(RATE, clean, noisy, "wb"))
@@ -91,5 +91,16 @@ def test_gradient_points_away_from_noise():
 def test_short_audio_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="at least"):
         PerceptualDisturbance(torch.zeros(1, 1, min_samples(RATE) - 2), RATE)
-    # one frame is enough, and other rates are resampled
-    PerceptualDisturbance(torch.randn(1, 1, min_samples(24000)), 24000)(torch.randn(1, 1, min_samples(24000)))
+    # one frame is enough
+    PerceptualDisturbance(torch.randn(1, 1, min_samples(RATE)), RATE)(torch.randn(1, 1, min_samples(RATE)))
+
+
+def test_other_rates_are_scored_at_16_khz():
+    from codec.audio import resample
+
+    clean = torch.from_numpy(voiced(1.0))
+    noisy = torch.from_numpy(with_noise(voiced(1.0), 15).astype(np.float32))
+    at_24k = [resample(x, RATE, 24000)[None, None] for x in (clean, noisy)]
+    at_16k = [resample(x[0, 0], 24000, RATE)[None, None] for x in at_24k]
+    ours = float(PerceptualDisturbance(at_24k[0], 24000)(at_24k[1]))
+    assert ours == pytest.approx(float(PerceptualDisturbance(at_16k[0], RATE)(at_16k[1])), rel=1e-4)
