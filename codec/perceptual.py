@@ -95,11 +95,16 @@ def band_powers(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     # one-sided power per bin, so that summing the bins gives the frame's mean power (the
     # Nyquist bin is doubled too, a negligible error in the top band)
     power = (spectrum.real ** 2 + spectrum.imag ** 2) * (2 / (FFT * window.pow(2).sum()))
-    hz = torch.arange(FFT // 2 + 1, device=wav.device) * RATE / FFT
-    aligned = (hz >= ALIGN_HZ[0]) & (hz <= ALIGN_HZ[1])
-    level = power[aligned].sum(0).mean().clamp_min(1e-12)
+    level = power[_aligned_bins().to(wav.device)].sum(0).mean().clamp_min(1e-12)
     matrix, _ = bark_bands()
     return matrix.to(wav.device) @ (power / level)
+
+
+@lru_cache(maxsize=None)
+def _aligned_bins() -> torch.Tensor:
+    """``[FFT / 2 + 1]`` bool: the bins between ALIGN_HZ's edges."""
+    hz = torch.arange(FFT // 2 + 1) * RATE / FFT
+    return (hz >= ALIGN_HZ[0]) & (hz <= ALIGN_HZ[1])
 
 
 def loudness(power: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -119,8 +124,9 @@ class PerceptualDisturbance:
     ``self(decoded [1, 1, N])`` is a scalar tensor, 0 for a perfect match, differentiable.
 
     It weighs its two disturbances as P.862 does, but its loudness scale is its own: its
-    values fall as PESQ rises, not in proportion to PESQ's. The target's band powers are
-    computed once. Audio shorter than one 32 ms frame (``min_samples``) raises ValueError.
+    values fall as PESQ rises, not in proportion to PESQ's. The target's band powers and
+    loudness are computed once. Audio shorter than one 32 ms frame (``min_samples``) raises
+    ValueError.
     """
 
     def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
@@ -128,13 +134,14 @@ class PerceptualDisturbance:
             raise ValueError(f"the perceptual disturbance needs at least {min_samples(sample_rate)} samples, "
                              f"the target has {target.shape[-1]}")
         self.sample_rate = sample_rate
-        self.reference = band_powers(target, sample_rate)
         self.thresholds = bark_bands()[1].to(target.device)
+        self.reference = band_powers(target, sample_rate)
+        self.wanted = loudness(self.reference, self.thresholds)     # fixed: computed once, not per step
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
-        reference, t = self.reference, self.thresholds[:, None]
+        reference, wanted, t = self.reference, self.wanted, self.thresholds[:, None]
         degraded = band_powers(decoded, self.sample_rate)
-        heard, wanted = loudness(degraded, self.thresholds), loudness(reference, self.thresholds)
+        heard = loudness(degraded, self.thresholds)
         difference = heard - wanted
         dead_zone = DEAD_ZONE * torch.minimum(heard, wanted)
         disturbance = difference.sign() * (difference.abs() - dead_zone).clamp_min(0)

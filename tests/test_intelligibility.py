@@ -8,23 +8,9 @@ import torch
 
 from codec.intelligibility import Intelligibility, band_envelopes, min_samples
 
+from .conftest import tensor, voiced
+
 RATE = 16000
-
-
-def voiced(seconds: float, seed: int = 0) -> np.ndarray:
-    """A gliding harmonic voice whose loudness moves at syllable rate but never falls silent,
-    so the reference STOI keeps every frame (it drops those 40 dB below the loudest)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 25))
-    envelope = 0.65 + 0.35 * np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6))
-    return (0.1 * envelope * voice).astype(np.float32)
-
-
-def tensor(wav: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(wav)[None, None]
 
 
 @pytest.mark.parametrize("snr_db", [0, 10])

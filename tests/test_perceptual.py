@@ -9,20 +9,9 @@ import torch
 from codec import perceptual
 from codec.perceptual import BANDS, PerceptualDisturbance, bark_bands, min_samples
 
+from .conftest import tensor, voiced
+
 RATE = 16000
-
-
-def voiced(seconds: float, harmonics: int = 30) -> np.ndarray:
-    """A gliding harmonic voice (120-150 Hz) whose loudness moves at syllable rate."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
-    return (0.1 * (0.65 + 0.35 * np.sin(2 * np.pi * 4 * t)) * voice).astype(np.float32)
-
-
-def tensor(wav: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None]
 
 
 def with_noise(clean: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
