@@ -36,7 +36,9 @@ from codec.train.losses import ReconstructionLoss
 from codec.train.train import ema_decay, learning_rate, levels_per_item
 from codec.train.train import main as train_main
 
-from .conftest import SAMPLES
+from codec import intelligibility, perceptual
+
+from .conftest import SAMPLES, tensor, voiced
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = SAMPLES / "speechocean_1135.flac"
@@ -533,3 +535,45 @@ def test_short_mel_windows_hear_the_phase_of_harmonics_that_long_ones_miss():
     long_windows = max(mel_loss((w,)) for w in (512, 1024, 2048))
     assert min(mel_loss((w,)) for w in (32, 64, 128)) > 20 * long_windows
     assert mel_loss((32, 2048)) == pytest.approx((mel_loss((32,)) + mel_loss((2048,))) / 2)
+
+
+def test_the_perceptual_and_stoi_terms_join_the_loss_at_their_weights_item_by_item():
+    # two different items, each decoded with noise of its own level: a measure that mixed the
+    # items (scored the batch as one signal) would give other values
+    clean = torch.cat([tensor(voiced(1.0, seed=0)), tensor(voiced(1.0, seed=1) * 0.3)])
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    decoded = (clean + noise * torch.tensor([0.002, 0.02])[:, None, None]).requires_grad_(True)
+
+    base, base_parts = ReconstructionLoss(TrainConfig())(decoded, clean)
+    assert "perceptual" not in base_parts and "stoi" not in base_parts      # off by default
+    total, parts = ReconstructionLoss(TrainConfig(perceptual_weight=3.0, stoi_weight=2.0))(decoded, clean)
+
+    def each(measure) -> list[float]:
+        return [measure(clean[b:b + 1], 16000)(decoded[b:b + 1]).item() for b in range(2)]
+
+    disturbances, scores = each(perceptual.PerceptualDisturbance), each(intelligibility.Intelligibility)
+    assert disturbances[1] > 2 * disturbances[0] and scores[1] < scores[0]   # the noisier item scores worse
+    assert parts["perceptual"].item() == pytest.approx(sum(disturbances) / 2, rel=1e-5)
+    assert parts["stoi"].item() == pytest.approx(sum(scores) / 2, rel=1e-5)
+    assert total.item() == pytest.approx(base.item() + 3 * parts["perceptual"].item() + 2 * (1 - parts["stoi"].item()),
+                                         rel=1e-5)
+    (gradient,) = torch.autograd.grad(parts["perceptual"] - parts["stoi"], decoded)
+    assert gradient[0].abs().sum() > 0 and gradient[1].abs().sum() > 0     # both items are trained
+
+
+def test_the_stoi_term_refuses_crops_shorter_than_one_stoi_segment():
+    with pytest.raises(ValueError, match="384 ms"):
+        TrainConfig(stoi_weight=1.0, segment_seconds=0.25)
+    TrainConfig(stoi_weight=1.0, segment_seconds=0.5)
+    TrainConfig(perceptual_weight=1.0, segment_seconds=0.25)      # the perceptual term needs 32 ms
+
+
+def test_decoder_training_with_the_perceptual_and_stoi_terms_logs_them(tmp_path, config_file, tiny_model_file):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_training(config_file, tmp_path / "run", "steps=2", "warmup_steps=1", f"init_from={tiny_model_file}",
+                 "decoder_only=true", "perceptual_weight=3", "stoi_weight=2")
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"scalars": 0}).Reload()
+    perceptual_loss, stoi = events.Scalars("loss/perceptual"), events.Scalars("loss/stoi")
+    assert [e.step for e in perceptual_loss] == [e.step for e in stoi] == [1, 2]
+    assert all(e.value > 0 for e in perceptual_loss) and all(0 < e.value < 1 for e in stoi)

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import intelligibility
 from ..model import CodecConfig
 
 
@@ -60,6 +61,11 @@ class TrainConfig:
     # window lengths (samples) of the multi-scale log-mel loss; windows of a few
     # milliseconds resolve single pitch pulses, which ties the phases of harmonics
     mel_windows: tuple[int, ...] = (256, 512, 1024, 2048)
+    # the PESQ-like disturbance (codec/perceptual.py) and 1 - STOI (codec/intelligibility.py),
+    # the two measures the encoder's refinement adds to its objective; 0 leaves a term out.
+    # Segments must be at least 384 ms long for the STOI term.
+    perceptual_weight: float = 0.0
+    stoi_weight: float = 0.0
     # adversarial training (adversarial.py): a multi-scale STFT discriminator judges
     # the decoded audio; it trains with the same learning-rate schedule as the codec
     adversarial: bool = False
@@ -86,6 +92,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.decoder_only and not self.init_from:
             raise ValueError("decoder_only=true trains the decoder of a trained model: give init_from")
+        segment = int(self.segment_seconds * self.model.sample_rate)     # as train.py crops
+        if self.stoi_weight and segment < intelligibility.min_samples(self.model.sample_rate):
+            raise ValueError(f"stoi_weight needs segments of at least 384 ms; segment_seconds is {self.segment_seconds}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,11 +1,15 @@
-"""Reconstruction losses: multi-resolution STFT, multi-scale log-mel L1, waveform L1."""
+"""Reconstruction losses: multi-resolution STFT, multi-scale log-mel L1, waveform L1, and
+optionally the PESQ-like and STOI terms that the encoder's refinement lowers."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import auraloss
 import torch
 from torch import nn
 
+from .. import intelligibility, perceptual
 from ..spectral import log_mel, magnitudes, mel_filters
 from .config import TrainConfig
 
@@ -34,7 +38,21 @@ class ReconstructionLoss(nn.Module):
         }
         c = self.config
         total = c.stft_weight * parts["stft"] + c.mel_weight * parts["mel"] + c.waveform_weight * parts["waveform"]
+        rate = c.model.sample_rate
+        if c.perceptual_weight:
+            parts["perceptual"] = per_item(perceptual.PerceptualDisturbance, recon, target, rate)
+            total = total + c.perceptual_weight * parts["perceptual"]
+        if c.stoi_weight:
+            parts["stoi"] = per_item(intelligibility.Intelligibility, recon, target, rate)
+            total = total + c.stoi_weight * (1 - parts["stoi"])
         return total, parts
+
+
+def per_item(measure: Callable[[torch.Tensor, int], Callable[[torch.Tensor], torch.Tensor]],
+             recon: torch.Tensor, target: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """The mean over the batch of ``measure(target[b], sample_rate)(recon[b])``, for the
+    measures that compare one decoding with one fixed target ``[1, 1, N]``."""
+    return torch.stack([measure(t[None], sample_rate)(r[None]) for r, t in zip(recon, target)]).mean()
 
 
 def multi_resolution_stft_loss() -> auraloss.freq.MultiResolutionSTFTLoss:
