@@ -65,7 +65,7 @@ def setup(c: TrainConfig, compile_model: bool = False):
 def random_batch(c: TrainConfig, step: int) -> torch.Tensor:
     """``[batch, 1, segment]`` of noise at about the trainer's loudness (-20 dBFS)."""
     g = torch.Generator().manual_seed(step)
-    segment = int(c.segment_seconds * c.model.sample_rate)
+    segment = c.segment_samples
     return 0.1 * torch.randn(c.batch_size, 1, segment, generator=g)
 
 

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from codec import intelligibility, perceptual
 from codec.cli import main as cli
 from codec.model import load_model
 from codec.model.files import inference_tensors
@@ -35,8 +36,6 @@ from codec.train.export import inference_model, training_model
 from codec.train.losses import ReconstructionLoss
 from codec.train.train import ema_decay, learning_rate, levels_per_item
 from codec.train.train import main as train_main
-
-from codec import intelligibility, perceptual
 
 from .conftest import SAMPLES, tensor, voiced
 

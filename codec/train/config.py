@@ -92,9 +92,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.decoder_only and not self.init_from:
             raise ValueError("decoder_only=true trains the decoder of a trained model: give init_from")
-        segment = int(self.segment_seconds * self.model.sample_rate)     # as train.py crops
-        if self.stoi_weight and segment < intelligibility.min_samples(self.model.sample_rate):
+        if self.stoi_weight and self.segment_samples < intelligibility.min_samples(self.model.sample_rate):
             raise ValueError(f"stoi_weight needs segments of at least 384 ms; segment_seconds is {self.segment_seconds}")
+
+    @property
+    def segment_samples(self) -> int:
+        """The length of a training crop in samples at the model's rate."""
+        return int(self.segment_seconds * self.model.sample_rate)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -313,7 +313,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
 
     # -- data ------------------------------------------------------------------
     files, valid_files = split_files(list_audio(c.train_data), c.valid_fraction)
-    segment = int(c.segment_seconds * c.model.sample_rate)
+    segment = c.segment_samples
     dataset = CropDataset(files, c.model.sample_rate, segment, c.seed, c.model.input_dbfs,
                           c.silence_dbfs, preload=c.preload)
     # The loader gets a generator of its own: by default it draws a base seed for
