@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from click.testing import CliRunner
 
 from codec.cli import main
@@ -240,6 +241,31 @@ def test_eval_reads_a_manifest_and_limits_the_files(refs, shared_tiny_model_file
     assert [(r["file"], r["nominal_kbps"]) for r in read_rows(out / "results.csv")] == [("b/c.wav", "2.4000")]
     assert result.stdout.startswith("codec eval: model tiny (coded at -20 dBFS, beam 1, refine 1) on 1 file")
     assert "<audio" not in (out / "index.html").read_text()
+
+
+def test_eval_in_two_processes_writes_what_one_process_writes(refs, shared_tiny_model_file, tmp_path):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    outs = {jobs: tmp_path / f"jobs{jobs}" for jobs in (1, 2)}
+    threads = torch.get_num_threads()
+    try:
+        for jobs, out in outs.items():
+            # One thread per process either way (two jobs split two threads): the same arithmetic.
+            torch.set_num_threads(jobs)
+            result = run("eval", refs, "--model", shared_tiny_model_file, "--kbps", "0.6,2.4", "--baseline",
+                         "none", "--out", out, "--listen", "1", "--refine", "1", "--jobs", jobs)
+            assert result.exit_code == 0, result.stderr
+    finally:
+        torch.set_num_threads(threads)
+    one, two = (read_rows(out / "results.csv") for out in outs.values())
+    assert [(r["file"], r["nominal_kbps"]) for r in two] == [
+        ("a.flac", "0.6000"), ("a.flac", "2.4000"), ("b/c.wav", "0.6000"), ("b/c.wav", "2.4000")]
+    assert two == one
+    pages = [(out / "index.html").read_text() for out in outs.values()]
+    assert pages[1] == pages[0].replace("jobs1", "jobs2") and pages[1].count("<audio") == 3   # reference + 2 rates
+    for stem in ("reference", "codec_0.6kbps", "codec_2.4kbps"):
+        assert (outs[2] / "audio" / "000_a" / f"{stem}.wav").is_file()
+    assert not (outs[2] / "audio" / "001_c").exists()
 
 
 @pytest.mark.parametrize("args, message", [

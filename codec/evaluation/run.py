@@ -14,7 +14,9 @@ a spurious lag.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -99,6 +101,20 @@ def _keep_clip(out: Path, clip_dir: Path, name: str, label: str, audio: np.ndarr
     return Clip(label, wav.as_posix(), row, png.as_posix())
 
 
+@dataclass(frozen=True)
+class Coding:
+    """How every file is coded and where its listening clips go; the same for all files, so a
+    worker process receives it once."""
+
+    model: CodecModel
+    rates: Sequence[float]
+    baselines: Sequence[Baseline]
+    normalize: bool
+    beam: int
+    refine: int
+    out: Path
+
+
 def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize: bool,
                beam: int, refine: int) -> tuple[np.ndarray, int]:
     """``reference [N]`` coded to a .rvq stream and back: ``(decoded [N], stream size in bytes)``."""
@@ -107,11 +123,98 @@ def _code_ours(model: CodecModel, reference: np.ndarray, kbps: float, normalize:
     return decoded[0].numpy(), len(data)
 
 
+def evaluate_file(coding: Coding, index: int, path: Path, name: str, keep: bool,
+                  on_coded: Callable[[], None] = lambda: None) -> tuple[list[Row], list[Clip]]:
+    """Code ``path`` with our model at every rate and with every baseline, and score each.
+
+    Returns its rows (ours by rate, then each baseline's) and, when ``keep``, the clips of its
+    listening-page entry (the reference first), whose WAVs and spectrograms are written under
+    ``coding.out``. ``on_coded`` is called after each coding, for a progress bar.
+    """
+    reference = load_reference(path)
+    clip_dir = Path(AUDIO_DIR) / f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', path.stem)}"
+    top_db = float(spectrogram_db(reference).max()) if keep else 0.0    # the file's spectrograms share it
+    clips = [_keep_clip(coding.out, clip_dir, "reference", "reference", reference, top_db)] if keep else []
+    seconds = len(reference) / SCORE_RATE
+    rows: list[Row] = []
+
+    def record(system: str, nominal: float, decoded: np.ndarray, num_bytes: int, delayed: bool) -> None:
+        aligned, delay = (align(reference, decoded, SCORE_RATE) if delayed
+                          else (shift(decoded, 0, len(reference)), 0))
+        s = score(reference, aligned)
+        row = Row(name, system, nominal, num_bytes * 8 / max(seconds, 1e-9) / 1000,
+                  s.pesq, s.stoi, s.mel_l1, s.si_sdr, 1000 * delay / SCORE_RATE, seconds, num_bytes)
+        rows.append(row)
+        if keep:
+            clips.append(_keep_clip(coding.out, clip_dir, f"{system}_{nominal:g}kbps",
+                                    f"{system} {nominal:g} kbps", aligned, top_db, row))
+        on_coded()
+
+    for rate in coding.rates:
+        decoded, size = _code_ours(coding.model, reference, rate, coding.normalize, coding.beam, coding.refine)
+        record(OURS, rate, decoded, size, delayed=False)
+    for b in coding.baselines:
+        for rate in b.kbps:
+            coded = b.code(reference, rate)
+            record(b.name, rate, coded.audio, coded.num_bytes, delayed=True)
+    return rows, clips
+
+
+# A worker process's Coding, set once by _start_worker so that each file's task stays small.
+_worker_coding: Coding | None = None
+
+
+def _start_worker(coding: Coding, threads: int) -> None:
+    global _worker_coding
+    torch.set_num_threads(threads)
+    _worker_coding = coding
+
+
+def _evaluate_file_in_worker(index: int, path: Path, name: str, keep: bool) -> tuple[list[Row], list[Clip]]:
+    assert _worker_coding is not None, "_start_worker runs first in every worker"
+    return evaluate_file(_worker_coding, index, path, name, keep)
+
+
+def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str], listen: int, jobs: int,
+                    bar) -> list[tuple[list[Row], list[Clip]]]:
+    """``evaluate_file`` for every file, in file order; ``jobs`` > 1 codes that many files at
+    once, each in its own process with an equal share of torch's threads.
+
+    Processes rather than threads, because refinement and scoring hold the interpreter for much
+    of their time; spawned rather than forked, because forking a process whose OpenMP pool has
+    started can hang the child.
+    """
+    tasks = [(i, path, name, i < listen) for i, (path, name) in enumerate(zip(files, names))]
+    if jobs == 1:
+        results = []
+        for task in tasks:
+            bar.set_postfix_str(task[2], refresh=False)
+            results.append(evaluate_file(coding, *task, on_coded=lambda: bar.update(1)))
+        return results
+    threads = max(1, torch.get_num_threads() // jobs)
+    by_index: dict[int, tuple[list[Row], list[Clip]]] = {}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(coding, threads)) as pool:
+        futures = {pool.submit(_evaluate_file_in_worker, *task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                index, _, name, _ = futures[future]
+                by_index[index] = future.result()
+                bar.set_postfix_str(name, refresh=False)
+                bar.update(len(by_index[index][0]))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)     # a failed file ends the run, as with one job
+            raise
+    return [by_index[i] for i in range(len(tasks))]
+
+
+
+
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
              baselines: Sequence[Baseline] = (), model: CodecModel | str | None = None,
              limit: int | None = None, listen: int = 5, log: Callable[[str], None] = print,
              progress: bool = True, normalize: bool = True, beam: int = DEFAULT_BEAM,
-             refine: int | None = None) -> EvalResult:
+             refine: int | None = None, jobs: int = 1) -> EvalResult:
     """Code and score every file of ``refs`` (a folder or a manifest); write the reports to ``out_dir``.
 
     Args:
@@ -129,7 +232,10 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
         beam: the width of the quantizer's search for codes, as `codec encode --beam`.
         refine: steps of the encoder's refinement of its codes, as `codec encode --refine`
             (None: the default).
+        jobs: files coded at once, each in its own process; the results do not depend on it.
     """
+    if jobs < 1:
+        raise CodecError(f"jobs must be at least 1, not {jobs}")
     metric_packages()                                   # fail before any work if PESQ/STOI are missing
     refine = refine_or_default(refine)
     model = model if isinstance(model, CodecModel) else load_model(model)
@@ -162,40 +268,12 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
 
     from tqdm import tqdm
 
-    jobs = len(files) * (len(rates) + sum(len(b.kbps) for b in active))
-    rows: list[Row] = []
-    listening: dict[str, list[Clip]] = {}
-    with tqdm(total=jobs, desc="codec eval", unit="coding", disable=None if progress else True) as bar:
-        for index, (path, name) in enumerate(zip(files, names)):
-            bar.set_postfix_str(name, refresh=False)
-            reference = load_reference(path)
-            clip_dir = Path(AUDIO_DIR) / f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', path.stem)}"
-            keep = index < listen
-            if keep:
-                top_db = float(spectrogram_db(reference).max())      # the file's spectrograms share it
-                listening[name] = [_keep_clip(out, clip_dir, "reference", "reference", reference, top_db)]
-            seconds = len(reference) / SCORE_RATE
-
-            def record(system: str, nominal: float, decoded: np.ndarray, num_bytes: int,
-                       delayed: bool) -> None:
-                aligned, delay = (align(reference, decoded, SCORE_RATE) if delayed
-                                  else (shift(decoded, 0, len(reference)), 0))
-                s = score(reference, aligned)
-                row = Row(name, system, nominal, num_bytes * 8 / max(seconds, 1e-9) / 1000,
-                          s.pesq, s.stoi, s.mel_l1, s.si_sdr, 1000 * delay / SCORE_RATE, seconds, num_bytes)
-                rows.append(row)
-                if keep:
-                    listening[name].append(_keep_clip(out, clip_dir, f"{system}_{nominal:g}kbps",
-                                                      f"{system} {nominal:g} kbps", aligned, top_db, row))
-                bar.update(1)
-
-            for rate in rates:
-                decoded, size = _code_ours(model, reference, rate, normalize, beam, refine)
-                record(OURS, rate, decoded, size, delayed=False)
-            for b in active:
-                for rate in b.kbps:
-                    coded = b.code(reference, rate)
-                    record(b.name, rate, coded.audio, coded.num_bytes, delayed=True)
+    coding = Coding(model, rates, active, normalize, beam, refine, out)
+    total = len(files) * (len(rates) + sum(len(b.kbps) for b in active))
+    with tqdm(total=total, desc="codec eval", unit="coding", disable=None if progress else True) as bar:
+        results = _evaluate_files(coding, files, names, listen, min(jobs, len(files)), bar)
+    rows = [row for file_rows, _ in results for row in file_rows]
+    listening = {name: clips for name, (_, clips) in zip(names, results) if clips}
 
     systems = [OURS, *[b.name for b in active]]
     summary = summarize(rows, systems)
