@@ -6,7 +6,7 @@ of 384 ms. A log-mel distance measures the spectrum frame by frame and never see
 that correlation, so codes chosen for it alone can blur the envelopes that carry
 intelligibility. The encoder's refinement (codec/model/refine.py) adds this measure to
 its spectral distance to keep them: on the dev set at 6 kbps that is worth +0.037
-STOI (docs/model_card.md, "Refining for intelligibility").
+STOI (docs/experiments.md, "Refining for intelligibility").
 
 This follows the published definition: 10 kHz audio, 25.6 ms Hann frames with half
 overlap, 15 bands from 150 Hz, 30-frame segments, the degraded envelope scaled to the

@@ -9,7 +9,7 @@ then an L2 norm over the whole.
 
 A log-mel distance sees none of this structure: it weighs an added and a missing
 component alike, and every frame alike. The encoder's refinement (codec/model/refine.py)
-adds this measure to its objective (docs/model_card.md, "Refining for perceived quality").
+adds this measure to its objective (docs/experiments.md, "Refining for perceived quality").
 
 This follows P.862's published structure, not its reference code or tables: the Bark
 bands are even on Traunmueller's Bark scale, the hearing threshold is Terhardt's

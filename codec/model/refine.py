@@ -3,7 +3,7 @@
 The encoder network maps audio to latents in one pass, and the quantizer then takes
 the codes nearest those latents. Neither step looks at what the decoder will make of
 the codes, so the codes are good but not the best this decoder can be given: the
-amortisation gap of a learned encoder. Here it is large (docs/model_card.md,
+amortisation gap of a learned encoder. Here it is large (docs/experiments.md,
 "Refining the codes", measured by benchmarks/rvq_search.py --refine).
 
 Refinement starts from the encoder's latents and takes Adam steps on them to lower

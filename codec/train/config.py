@@ -76,7 +76,7 @@ class TrainConfig:
     # the discriminator sees |X| ** exponent with X's phase. 0.3 lets a discriminator learn ten
     # times faster against a frozen codec (benchmarks/discriminator.py), but fine-tuning the
     # shipped model with it lowered held-out PESQ-WB by 0.2 in 1,200 steps, while the raw
-    # spectrum (1) raised it by 0.04 in 2,100 (docs/model_card.md)
+    # spectrum (1) raised it by 0.04 in 2,100 (docs/experiments.md)
     discriminator_magnitude_exponent: float = 1.0
     commit_weight: float = 1.0
 
