@@ -268,6 +268,18 @@ def test_eval_in_two_processes_writes_what_one_process_writes(refs, shared_tiny_
     assert not (outs[2] / "audio" / "001_c").exists()
 
 
+def test_a_file_that_fails_in_a_worker_ends_the_run_with_its_one_line(refs, shared_tiny_model_file, tmp_path):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    (refs / "b" / "c.wav").write_text("not audio")
+    result = run("eval", refs, "--model", shared_tiny_model_file, "--kbps", "0.6", "--baseline", "none",
+                 "--out", tmp_path / "out", "--refine", "0", "--jobs", "2")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert "c.wav is not an audio file soundfile can read" in lines[0]
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--kbps", "fast"], "--kbps takes comma-separated numbers"),
     (["--kbps", "50"], "bitrate 50.0 kbps is outside this model's range"),

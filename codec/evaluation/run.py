@@ -14,7 +14,7 @@ a spurious lag.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -166,13 +166,14 @@ _worker_coding: Coding | None = None
 
 def _start_worker(coding: Coding, threads: int) -> None:
     global _worker_coding
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the main process's to report
     torch.set_num_threads(threads)
     _worker_coding = coding
 
 
-def _evaluate_file_in_worker(index: int, path: Path, name: str, keep: bool) -> tuple[list[Row], list[Clip]]:
+def _evaluate_task(task: tuple[int, Path, str, bool]) -> tuple[int, tuple[list[Row], list[Clip]]]:
     assert _worker_coding is not None, "_start_worker runs first in every worker"
-    return evaluate_file(_worker_coding, index, path, name, keep)
+    return task[0], evaluate_file(_worker_coding, *task)
 
 
 def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str], listen: int, jobs: int,
@@ -182,7 +183,8 @@ def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str],
 
     Processes rather than threads, because refinement and scoring hold the interpreter for much
     of their time; spawned rather than forked, because forking a process whose OpenMP pool has
-    started can hang the child.
+    started can hang the child. A file that fails, or Ctrl-C, ends the run and its workers at
+    once, as with one job.
     """
     tasks = [(i, path, name, i < listen) for i, (path, name) in enumerate(zip(files, names))]
     if jobs == 1:
@@ -193,21 +195,12 @@ def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str],
         return results
     threads = max(1, torch.get_num_threads() // jobs)
     by_index: dict[int, tuple[list[Row], list[Clip]]] = {}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(coding, threads)) as pool:
-        futures = {pool.submit(_evaluate_file_in_worker, *task): task for task in tasks}
-        try:
-            for future in as_completed(futures):
-                index, _, name, _ = futures[future]
-                by_index[index] = future.result()
-                bar.set_postfix_str(name, refresh=False)
-                bar.update(len(by_index[index][0]))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)     # a failed file ends the run, as with one job
-            raise
+    with get_context("spawn").Pool(jobs, initializer=_start_worker, initargs=(coding, threads)) as pool:
+        for index, result in pool.imap_unordered(_evaluate_task, tasks):     # leaving the block kills the workers
+            by_index[index] = result
+            bar.set_postfix_str(tasks[index][2], refresh=False)
+            bar.update(len(result[0]))
     return [by_index[i] for i in range(len(tasks))]
-
-
 
 
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
