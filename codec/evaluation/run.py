@@ -171,9 +171,9 @@ def _start_worker(coding: Coding, threads: int) -> None:
     _worker_coding = coding
 
 
-def _evaluate_task(task: tuple[int, Path, str, bool]) -> tuple[int, tuple[list[Row], list[Clip]]]:
+def _evaluate_task(task: tuple[int, Path, str, bool]) -> tuple[list[Row], list[Clip]]:
     assert _worker_coding is not None, "_start_worker runs first in every worker"
-    return task[0], evaluate_file(_worker_coding, *task)
+    return evaluate_file(_worker_coding, *task)
 
 
 def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str], listen: int, jobs: int,
@@ -194,13 +194,13 @@ def _evaluate_files(coding: Coding, files: Sequence[Path], names: Sequence[str],
             results.append(evaluate_file(coding, *task, on_coded=lambda: bar.update(1)))
         return results
     threads = max(1, torch.get_num_threads() // jobs)
-    by_index: dict[int, tuple[list[Row], list[Clip]]] = {}
+    results = []
     with get_context("spawn").Pool(jobs, initializer=_start_worker, initargs=(coding, threads)) as pool:
-        for index, result in pool.imap_unordered(_evaluate_task, tasks):     # leaving the block kills the workers
-            by_index[index] = result
-            bar.set_postfix_str(tasks[index][2], refresh=False)
+        for task, result in zip(tasks, pool.imap(_evaluate_task, tasks)):    # leaving the block kills the workers
+            results.append(result)
+            bar.set_postfix_str(task[2], refresh=False)
             bar.update(len(result[0]))
-    return [by_index[i] for i in range(len(tasks))]
+    return results
 
 
 def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFAULT_KBPS,
@@ -225,7 +225,8 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
         beam: the width of the quantizer's search for codes, as `codec encode --beam`.
         refine: steps of the encoder's refinement of its codes, as `codec encode --refine`
             (None: the default).
-        jobs: files coded at once, each in its own process; the results do not depend on it.
+        jobs: files coded at once, each in its own process with 1/jobs of torch's threads; the
+            scores match a one-job run at that many threads.
     """
     if jobs < 1:
         raise CodecError(f"jobs must be at least 1, not {jobs}")
