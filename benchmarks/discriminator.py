@@ -1,10 +1,10 @@
 """Can the discriminator tell a model's decoded audio from real speech, and how fast?
 
     python benchmarks/discriminator.py [--model NAME|FILE] [--kbps 6] [--channels 16]
-        [--exponent 1] [--lr 1e-4] [--betas 0.9 0.99] [--clip 1.0] [--steps 200] [--threads 2]
+        [--exponent 1] [--windows 2048,1024,512,256,128] [--periods 2,3,5,7,11] [--lr 1e-4] [--betas 0.9 0.99] [--clip 1.0] [--steps 200] [--threads 2]
 
 Adversarial fine-tuning only helps once the discriminator can separate the two. This
-trains a fresh ``MultiScaleSTFTDiscriminator`` alone, with the codec frozen: one-second
+trains a fresh ``Discriminator`` alone, with the codec frozen: one-second
 training-corpus crops (the held-out files excluded) and their decoded copies at
 ``--kbps`` are computed once, and the discriminator takes ``--steps`` steps of batch 16
 pairs with the hinge loss of training. Every 25 steps it prints the mean hinge loss
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
 from codec.datasets import list_audio  # noqa: E402
-from codec.train.adversarial import MultiScaleSTFTDiscriminator, discriminator_loss  # noqa: E402
+from codec.train.adversarial import Discriminator, discriminator_loss  # noqa: E402
 from codec.train.config import TrainConfig  # noqa: E402
 from codec.train.data import CropDataset, split_files  # noqa: E402
 
@@ -34,7 +34,7 @@ BATCH = 16
 HELD_OUT_PAIRS = 64
 
 
-def mean_logit(discriminator: MultiScaleSTFTDiscriminator, wav: torch.Tensor) -> torch.Tensor:
+def mean_logit(discriminator: Discriminator, wav: torch.Tensor) -> torch.Tensor:
     """``[B, 1, N] -> [B]``: each item's logits averaged over positions and scales."""
     return torch.stack([logits.mean(dim=(1, 2, 3)) for logits, _ in discriminator(wav)]).mean(0)
 
@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip; 0 = none")
     parser.add_argument("--exponent", type=float, default=TrainConfig.discriminator_magnitude_exponent,
                         help="the STFT magnitude compression (1 = raw complex spectrum)")
+    parser.add_argument("--windows", default=",".join(map(str, TrainConfig.discriminator_windows)),
+                        help="STFT judges' window lengths, comma-separated; empty = none")
+    parser.add_argument("--periods", default="", help="period judges' periods, comma-separated; empty = none")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=512, help="training pairs, decoded once")
     parser.add_argument("--threads", type=int, default=2)
@@ -69,10 +72,13 @@ def main() -> None:
     test_real, test_decoded = real[:HELD_OUT_PAIRS], decoded[:HELD_OUT_PAIRS]
     real, decoded = real[HELD_OUT_PAIRS:], decoded[HELD_OUT_PAIRS:]
 
-    discriminator = MultiScaleSTFTDiscriminator(channels=args.channels, magnitude_exponent=args.exponent)
+    windows = tuple(int(w) for w in args.windows.split(",") if w)
+    periods = tuple(int(p) for p in args.periods.split(",") if p)
+    discriminator = Discriminator(windows, args.channels, args.exponent, periods)
     optimizer = torch.optim.AdamW(discriminator.parameters(), lr=args.lr, betas=tuple(args.betas),
                                   weight_decay=0.0)
-    print(f"{args.kbps:g} kbps, {args.channels} channels, magnitude exponent {args.exponent:g}, "
+    print(f"{args.kbps:g} kbps, STFT windows {windows}, periods {periods}, {args.channels} channels, "
+          f"magnitude exponent {args.exponent:g}, "
           f"lr {args.lr:g}, betas {tuple(args.betas)}, clip {args.clip:g}, {len(real)} training pairs")
     draw = torch.Generator().manual_seed(1)
     losses: list[float] = []

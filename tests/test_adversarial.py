@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from codec.train.adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
+from codec.train.adversarial import Discriminator, PeriodDiscriminator, discriminator_loss, generator_losses
 
 
-def small_discriminator() -> MultiScaleSTFTDiscriminator:
+def small_discriminator(windows: tuple[int, ...] = (512, 128), periods: tuple[int, ...] = ()) -> Discriminator:
     torch.manual_seed(0)
-    return MultiScaleSTFTDiscriminator(windows=(512, 128), channels=8)
+    return Discriminator(windows, channels=8, periods=periods)
 
 
 def test_each_scale_judges_time_and_frequency_and_returns_its_features():
@@ -24,10 +24,30 @@ def test_each_scale_judges_time_and_frequency_and_returns_its_features():
         assert len(features) == 5 and features[0].shape == (3, 8, frames, bins)
 
 
+def test_a_period_judge_folds_the_waveform_into_rows_one_period_long():
+    judge = PeriodDiscriminator(5, channels=4)
+    wav = torch.randn(2, 1, 8003)                      # not a whole number of periods: padded
+    folded = judge.fold(wav)
+    assert folded.shape == (2, 1, 1601, 5)
+    torch.testing.assert_close(folded[:, 0, 7], wav[:, 0, 35:40])      # row k is samples 5k .. 5k + 4
+    cycle = torch.randn(5)
+    periodic = judge.fold(cycle.repeat(400).expand(1, 1, -1))
+    torch.testing.assert_close(periodic[0, 0], cycle.expand(400, 5))    # a 5-periodic signal: equal rows
+    logits, features = judge(wav)
+    assert len(features) == 5 and features[0].shape == (2, 4, 534, 5)   # stride 3 down the rows only
+    assert logits.shape == (2, 1, 1601 // 81 + 1, 5)
+
+
+def test_the_discriminator_has_one_judge_per_window_and_per_period():
+    judged = small_discriminator(periods=(2, 3))(torch.randn(1, 1, 4000))
+    assert len(judged) == 4
+    assert [logits.shape[-1] for logits, _ in judged[2:]] == [2, 3]
+
+
 def test_the_spectrum_is_compressed_in_magnitude_with_its_phase_kept():
     # Raw, speech bins are far smaller than the first layer's biases; compressed by 0.3,
     # a signal 100 times quieter is only 100 ** 0.3 = 4 times smaller, in the same phase.
-    scale = MultiScaleSTFTDiscriminator(windows=(512,), channels=8, magnitude_exponent=0.3).scales[0]
+    scale = Discriminator(windows=(512,), channels=8, magnitude_exponent=0.3).scales[0]
     wav = torch.randn(2, 1, 4000) * 0.5
     loud = torch.view_as_complex(scale.spectrum(wav).permute(0, 3, 2, 1).contiguous())
     quiet = torch.view_as_complex(scale.spectrum(wav / 100).permute(0, 3, 2, 1).contiguous())
@@ -36,7 +56,7 @@ def test_the_spectrum_is_compressed_in_magnitude_with_its_phase_kept():
     torch.testing.assert_close((loud.abs() / quiet.abs())[audible], torch.full_like(quiet.abs()[audible], 100 ** 0.3),
                                rtol=2e-3, atol=0)
     assert (loud * quiet.conj()).angle()[audible].abs().max() < 1e-3
-    raw = MultiScaleSTFTDiscriminator(windows=(512,), channels=8).scales[0]       # the default: raw
+    raw = Discriminator(windows=(512,), channels=8).scales[0]       # the default: raw
     torch.testing.assert_close(raw.spectrum(wav / 100), raw.spectrum(wav) / 100)
     silence = torch.zeros(1, 1, 4000, requires_grad=True)
     scale.spectrum(silence).sum().backward()
@@ -56,12 +76,13 @@ def test_hinge_losses_at_their_reference_points():
     assert float(matching) == pytest.approx(1.5)                                  # |2 - (-1)| / |2|
 
 
-def test_discriminator_learns_to_tell_real_from_decoded_and_its_losses_reach_the_decoder():
-    discriminator = small_discriminator()
+@pytest.mark.parametrize("windows, periods", [((512, 128), ()), ((), (2, 3))], ids=["stft", "period"])
+def test_discriminator_learns_to_tell_real_from_decoded_and_its_losses_reach_the_decoder(windows, periods):
+    discriminator = small_discriminator(windows, periods)
     t = torch.arange(4000) / 16000
     real = torch.sin(2 * math.pi * 220 * t).expand(4, 1, -1) * torch.linspace(0.2, 1, 4)[:, None, None]
     decoded = torch.nn.Parameter(real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(1)))
-    optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
         loss = discriminator_loss(discriminator(real), discriminator(decoded.detach()))
@@ -83,7 +104,10 @@ def test_the_trainer_builds_the_discriminator_the_config_asks_for():
     from codec.train.train import build_adversary
 
     config = TrainConfig.from_dict({"adversarial": True, "discriminator_channels": 4,
-                                    "discriminator_windows": [256], "discriminator_magnitude_exponent": 0.5})
-    (scale,) = build_adversary(config, torch.device("cpu")).discriminator.scales
+                                    "discriminator_windows": [256], "discriminator_magnitude_exponent": 0.5,
+                                    "discriminator_periods": [3, 7]})
+    discriminator = build_adversary(config, torch.device("cpu")).discriminator
+    (scale,) = discriminator.scales
     assert scale.magnitude_exponent == 0.5 and scale.window == 256
-    assert TrainConfig().discriminator_magnitude_exponent == 1.0
+    assert [judge.period for judge in discriminator.periods] == [3, 7]
+    assert TrainConfig().discriminator_magnitude_exponent == 1.0 and TrainConfig().discriminator_periods == ()

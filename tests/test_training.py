@@ -66,7 +66,8 @@ codebook_bits = 6
 RUN_TIMEOUT = 120
 
 # Adversarial training with a discriminator small enough for a test.
-ADVERSARIAL = ("adversarial=true", "discriminator_channels=4", "discriminator_windows=[256,128]")
+ADVERSARIAL = ("adversarial=true", "discriminator_channels=4", "discriminator_windows=[256,128]",
+               "discriminator_periods=[2,3]")
 
 
 @pytest.fixture
@@ -226,6 +227,16 @@ def test_resume_is_exact(tmp_path, config_file, adversarial):
         assert any(name.startswith(kind) for name in tensors_a), kind
     assert any(name.startswith("disc.") for name in tensors_a) == adversarial
     assert_same_tensors(tensors_a, tensors_b)
+
+
+def test_resuming_with_other_judges_starts_a_fresh_discriminator(tmp_path, config_file):
+    run_training(config_file, tmp_path, "steps=1", *ADVERSARIAL)
+    resumed = run_training(config_file, tmp_path, "steps=2", *ADVERSARIAL, "discriminator_periods=[5]", resume=True)
+    assert "adversarial training starts with a fresh one" in resumed.stdout
+    saved = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert saved["step"] == 2
+    assert any(name.startswith("periods.0.") for name in saved["discriminator"])
+    assert not any(name.startswith("periods.1.") for name in saved["discriminator"])
 
 
 def wait_for_progress(proc: subprocess.Popen, stderr: list[str], timeout: float = 60.0) -> int:

@@ -1,4 +1,4 @@
-"""Adversarial training: a multi-scale complex-STFT discriminator and its losses.
+"""Adversarial training: multi-scale complex-STFT and multi-period discriminators, and their losses.
 
 Spectral losses compare magnitudes only, so they leave the decoder free to choose
 any phase; the shipped model's output is almost uncorrelated with its reference
@@ -6,6 +6,9 @@ any phase; the shipped model's output is almost uncorrelated with its reference
 that sees the real and imaginary parts of the STFT at several resolutions judges
 phase as well as magnitude, and its feature-matching loss gives the decoder a
 dense, learned distance to the real signal. Off unless the config sets ``adversarial``.
+Period discriminators (HiFi-GAN's) add judges of the waveform folded at a few
+periods, which see directly whether successive pitch cycles repeat as real voiced
+speech does; off unless the config gives ``discriminator_periods``.
 
 Losses are the hinge form: the discriminator pushes real logits above 1 and
 decoded ones below -1; the decoder pushes its logits above 1 and matches each
@@ -21,6 +24,15 @@ from torch.nn.utils.parametrizations import weight_norm
 
 # One discriminator output: the logits map and the feature maps before it.
 Judgement = tuple[torch.Tensor, list[torch.Tensor]]
+
+
+def judge(x: torch.Tensor, layers: nn.ModuleList, logits: nn.Module) -> Judgement:
+    """Leaky-ReLU convolutions over ``x [B, C, H, W]``, keeping each layer's output as a feature."""
+    features = []
+    for conv in layers:
+        x = F.leaky_relu(conv(x), 0.2)
+        features.append(x)
+    return logits(x), features
 
 
 class STFTDiscriminator(nn.Module):
@@ -61,25 +73,56 @@ class STFTDiscriminator(nn.Module):
         return torch.view_as_real(spec).permute(0, 3, 2, 1)
 
     def forward(self, wav: torch.Tensor) -> Judgement:
-        x = self.spectrum(wav)
-        features = []
-        for conv in self.layers:
-            x = F.leaky_relu(conv(x), 0.2)
-            features.append(x)
-        return self.logits(x), features
+        return judge(self.spectrum(wav), self.layers, self.logits)
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
-    """One ``STFTDiscriminator`` per window length: short windows see onsets and
-    pitch pulses, long ones harmonics. ``[B, 1, N] -> [Judgement] * len(windows)``."""
+class PeriodDiscriminator(nn.Module):
+    """Judges the waveform folded at one period: ``[B, 1, N] -> (logits [B, 1, T', p], features)``.
+
+    The signal is cut into rows of ``period`` samples, ``[B, 1, N / period, period]``, and
+    convolved down the rows only (kernels ``(5, 1)``), so each column compares samples one
+    period apart. Voiced speech repeats at its pitch period; a decoder whose harmonics
+    drift in relative phase makes cycles that do not, which magnitude spectra cannot see.
+    Strides of 3 down the rows widen the view to tens of milliseconds in four layers.
+    """
+
+    def __init__(self, period: int, channels: int = 32) -> None:
+        super().__init__()
+        self.period = period
+        widths = [1, channels, 2 * channels, 4 * channels, 4 * channels]
+        layers = [nn.Conv2d(c_in, c_out, (5, 1), stride=(3, 1), padding=(2, 0))
+                  for c_in, c_out in zip(widths[:-1], widths[1:])]
+        layers.append(nn.Conv2d(widths[-1], widths[-1], (5, 1), padding=(2, 0)))
+        self.layers = nn.ModuleList(weight_norm(conv) for conv in layers)
+        self.logits = weight_norm(nn.Conv2d(widths[-1], 1, (3, 1), padding=(1, 0)))
+
+    def fold(self, wav: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, N] -> [B, 1, ceil(N / period), period]``, reflect-padded to whole rows."""
+        pad = -wav.shape[-1] % self.period
+        if pad:
+            wav = F.pad(wav, (0, pad), mode="reflect")
+        return wav.float().view(wav.shape[0], 1, -1, self.period)
+
+    def forward(self, wav: torch.Tensor) -> Judgement:
+        return judge(self.fold(wav), self.layers, self.logits)
+
+
+class Discriminator(nn.Module):
+    """Every judge of adversarial training: ``[B, 1, N] -> [Judgement] * (len(windows) + len(periods))``.
+
+    One ``STFTDiscriminator`` per window length (short windows see onsets and pitch
+    pulses, long ones harmonics), then one ``PeriodDiscriminator`` per period (prime
+    periods, so that no two judges fold the signal alike).
+    """
 
     def __init__(self, windows: tuple[int, ...] = (2048, 1024, 512, 256, 128), channels: int = 32,
-                 magnitude_exponent: float = 1.0) -> None:
+                 magnitude_exponent: float = 1.0, periods: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.scales = nn.ModuleList(STFTDiscriminator(w, channels, magnitude_exponent) for w in windows)
+        self.periods = nn.ModuleList(PeriodDiscriminator(p, channels) for p in periods)
 
     def forward(self, wav: torch.Tensor) -> list[Judgement]:
-        return [scale(wav) for scale in self.scales]
+        return [member(wav) for member in (*self.scales, *self.periods)]
 
 
 def discriminator_loss(real: list[Judgement], decoded: list[Judgement]) -> torch.Tensor:

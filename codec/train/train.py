@@ -40,7 +40,7 @@ from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
 from ..model import CodecModel, load_model
-from .adversarial import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
+from .adversarial import Discriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import CropDataset, StepBatchSampler, load_mono, split_files
@@ -96,7 +96,7 @@ def ignore_interrupts(worker_id: int) -> None:
 class Adversary:
     """The discriminator of adversarial training, its DDP/compiled wrapper, and its optimiser."""
 
-    discriminator: MultiScaleSTFTDiscriminator
+    discriminator: Discriminator
     wrapped: torch.nn.Module
     optimizer: torch.optim.Optimizer
 
@@ -110,8 +110,8 @@ def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
     """The discriminator and its optimiser when ``c.adversarial``, else None."""
     if not c.adversarial:
         return None
-    discriminator = MultiScaleSTFTDiscriminator(c.discriminator_windows, c.discriminator_channels,
-                                                c.discriminator_magnitude_exponent).to(device)
+    discriminator = Discriminator(c.discriminator_windows, c.discriminator_channels,
+                                  c.discriminator_magnitude_exponent, c.discriminator_periods).to(device)
     optimizer = torch.optim.AdamW(discriminator.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
     return Adversary(discriminator, discriminator, optimizer)
 
@@ -285,11 +285,13 @@ def _train(config: TrainConfig, resume: bool) -> None:
         torch.set_rng_state(saved["rng"])
         if device.type == "cuda" and saved.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(saved["rng_cuda"], device)
-        if adversary is not None and saved["discriminator"] is not None:
+        if adversary is None:
+            pass
+        elif saved["discriminator"] is not None and saved["discriminator"].keys() == adversary.discriminator.state_dict().keys():
             adversary.discriminator.load_state_dict(saved["discriminator"])
             adversary.optimizer.load_state_dict(saved["discriminator_optimizer"])
-        elif adversary is not None and master:
-            print("the checkpoint has no discriminator: adversarial training starts with a fresh one")
+        elif master:
+            print("the checkpoint has no discriminator of this config's shape: adversarial training starts with a fresh one")
         for opt in (optimizer, adversary.optimizer) if adversary else (optimizer,):
             for group in opt.param_groups:     # the config given wins over the saved one
                 group.update(betas=tuple(c.betas), weight_decay=c.weight_decay)
