@@ -35,7 +35,7 @@ HELD_OUT_PAIRS = 64
 
 
 def mean_logit(discriminator: Discriminator, wav: torch.Tensor) -> torch.Tensor:
-    """``[B, 1, N] -> [B]``: each item's logits averaged over positions and scales."""
+    """``[B, 1, N] -> [B]``: each item's logits averaged over positions and judges."""
     return torch.stack([logits.mean(dim=(1, 2, 3)) for logits, _ in discriminator(wav)]).mean(0)
 
 

@@ -6,9 +6,10 @@ any phase; the shipped model's output is almost uncorrelated with its reference
 that sees the real and imaginary parts of the STFT at several resolutions judges
 phase as well as magnitude, and its feature-matching loss gives the decoder a
 dense, learned distance to the real signal. Off unless the config sets ``adversarial``.
-Period discriminators (HiFi-GAN's) add judges of the waveform folded at a few
-periods, which see directly whether successive pitch cycles repeat as real voiced
-speech does; off unless the config gives ``discriminator_periods``.
+Period discriminators (HiFi-GAN's) add judges of the waveform itself, folded at a
+few periods so that each sees it sampled every p samples at each of p offsets: fine
+time structure that magnitude spectra average away; off unless the config gives
+``discriminator_periods``.
 
 Losses are the hinge form: the discriminator pushes real logits above 1 and
 decoded ones below -1; the decoder pushes its logits above 1 and matches each
@@ -80,10 +81,12 @@ class PeriodDiscriminator(nn.Module):
     """Judges the waveform folded at one period: ``[B, 1, N] -> (logits [B, 1, T', p], features)``.
 
     The signal is cut into rows of ``period`` samples, ``[B, 1, N / period, period]``, and
-    convolved down the rows only (kernels ``(5, 1)``), so each column compares samples one
-    period apart. Voiced speech repeats at its pitch period; a decoder whose harmonics
-    drift in relative phase makes cycles that do not, which magnitude spectra cannot see.
-    Strides of 3 down the rows widen the view to tens of milliseconds in four layers.
+    convolved down the rows only (kernels ``(5, 1)``): column j is the waveform sampled
+    every ``period`` samples from offset j, and each is judged by the same filters. So the
+    judge sees the waveform's shape, which a decoder with free phase gets wrong and
+    magnitude spectra cannot see, at a resolution of ``period`` samples and consistently
+    across offsets. Strides of 3 down the rows widen each logit's view to 647 rows:
+    81 ms at period 2, 445 ms at period 11.
     """
 
     def __init__(self, period: int, channels: int = 32) -> None:
@@ -101,7 +104,7 @@ class PeriodDiscriminator(nn.Module):
         pad = -wav.shape[-1] % self.period
         if pad:
             wav = F.pad(wav, (0, pad), mode="reflect")
-        return wav.float().view(wav.shape[0], 1, -1, self.period)
+        return wav.float().reshape(wav.shape[0], 1, -1, self.period)
 
     def forward(self, wav: torch.Tensor) -> Judgement:
         return judge(self.fold(wav), self.layers, self.logits)
@@ -111,28 +114,29 @@ class Discriminator(nn.Module):
     """Every judge of adversarial training: ``[B, 1, N] -> [Judgement] * (len(windows) + len(periods))``.
 
     One ``STFTDiscriminator`` per window length (short windows see onsets and pitch
-    pulses, long ones harmonics), then one ``PeriodDiscriminator`` per period (prime
-    periods, so that no two judges fold the signal alike).
+    pulses, long ones harmonics), then one ``PeriodDiscriminator`` per period (best
+    coprime, as HiFi-GAN's 2, 3, 5, 7, 11, so that no judge's samples are a subset of
+    another's).
     """
 
     def __init__(self, windows: tuple[int, ...] = (2048, 1024, 512, 256, 128), channels: int = 32,
                  magnitude_exponent: float = 1.0, periods: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.scales = nn.ModuleList(STFTDiscriminator(w, channels, magnitude_exponent) for w in windows)
-        self.periods = nn.ModuleList(PeriodDiscriminator(p, channels) for p in periods)
+        self.period_judges = nn.ModuleList(PeriodDiscriminator(p, channels) for p in periods)
 
     def forward(self, wav: torch.Tensor) -> list[Judgement]:
-        return [member(wav) for member in (*self.scales, *self.periods)]
+        return [member(wav) for member in (*self.scales, *self.period_judges)]
 
 
 def discriminator_loss(real: list[Judgement], decoded: list[Judgement]) -> torch.Tensor:
-    """Hinge loss, mean over scales: 2 when every logit is 0, 0 once real > 1 and decoded < -1."""
+    """Hinge loss, mean over judges: 2 when every logit is 0, 0 once real > 1 and decoded < -1."""
     total = sum(F.relu(1 - r).mean() + F.relu(1 + d).mean() for (r, _), (d, _) in zip(real, decoded))
     return total / len(real)
 
 
 def generator_losses(real: list[Judgement], decoded: list[Judgement]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(adversarial, feature matching)``, each a mean over scales (and layers).
+    """``(adversarial, feature matching)``, each a mean over judges (and layers).
 
     ``real`` should carry no gradient; the feature distance of each layer is
     divided by the mean magnitude of its real features, so all layers count alike.

@@ -116,6 +116,23 @@ def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
     return Adversary(discriminator, discriminator, optimizer)
 
 
+# The fields that shape the discriminator. Its state-dict keys alone do not tell two apart:
+# judges of other windows or periods, or of other widths, have the same names.
+JUDGE_FIELDS = ("discriminator_windows", "discriminator_periods", "discriminator_channels",
+                "discriminator_magnitude_exponent")
+
+
+def same_judges(saved_config: dict, c: TrainConfig) -> bool:
+    """Whether a checkpoint saved under ``saved_config`` has the discriminator ``c`` builds."""
+    defaults = TrainConfig()             # a checkpoint older than a field was trained with its default
+
+    def comparable(value: object) -> object:
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    return all(comparable(saved_config.get(name, getattr(defaults, name))) == comparable(getattr(c, name))
+               for name in JUDGE_FIELDS)
+
+
 def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over the weights that learn: all but those ``training_model`` froze."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -285,13 +302,14 @@ def _train(config: TrainConfig, resume: bool) -> None:
         torch.set_rng_state(saved["rng"])
         if device.type == "cuda" and saved.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(saved["rng_cuda"], device)
-        if adversary is None:
-            pass
-        elif saved["discriminator"] is not None and saved["discriminator"].keys() == adversary.discriminator.state_dict().keys():
-            adversary.discriminator.load_state_dict(saved["discriminator"])
-            adversary.optimizer.load_state_dict(saved["discriminator_optimizer"])
-        elif master:
-            print("the checkpoint has no discriminator of this config's shape: adversarial training starts with a fresh one")
+        if adversary is not None:
+            if (saved["discriminator"] is not None and same_judges(saved["config"], c)
+                    and saved["discriminator"].keys() == adversary.discriminator.state_dict().keys()):
+                adversary.discriminator.load_state_dict(saved["discriminator"])
+                adversary.optimizer.load_state_dict(saved["discriminator_optimizer"])
+            elif master:
+                print("the checkpoint has no discriminator of this config's shape: "
+                      "adversarial training starts with a fresh one")
         for opt in (optimizer, adversary.optimizer) if adversary else (optimizer,):
             for group in opt.param_groups:     # the config given wins over the saved one
                 group.update(betas=tuple(c.betas), weight_decay=c.weight_decay)
