@@ -502,33 +502,40 @@ def test_init_from_an_exported_model_starts_from_its_weights_and_codebooks(tmp_p
         torch.testing.assert_close(after[name], value, rtol=0.05, atol=0.05, msg=name)
 
 
-def test_decoder_only_training_leaves_the_encoder_and_codebooks_as_loaded(tmp_path, config_file, tiny_model_file):
-    only = [f"init_from={tiny_model_file}", "decoder_only=true"]
-    frozen = training_model(TrainConfig.load(config_file, [*only, "model.activation=snake"]))
-    assert all(not p.requires_grad for p in frozen.encoder.parameters())      # no encoder backward pass
-    assert all(p.requires_grad for p in frozen.decoder.parameters())
+@pytest.mark.parametrize("trained, frozen", [("decoder", "encoder"), ("encoder", "decoder")])
+def test_training_one_part_leaves_the_other_and_the_codebooks_as_loaded(tmp_path, config_file, tiny_model_file,
+                                                                        trained, frozen):
+    only = [f"init_from={tiny_model_file}", f"{trained}_only=true"]
+    model = training_model(TrainConfig.load(config_file, [*only, "model.activation=snake"]))
+    assert all(not p.requires_grad for p in getattr(model, frozen).parameters())     # no backward pass into it
+    assert all(p.requires_grad for p in getattr(model, trained).parameters())
 
     run_training(config_file, tmp_path / "run", "steps=2", "warmup_steps=1", "lr=1e-2", *only)
-    trained = checkpoint_tensors(tmp_path / "run")
+    after = checkpoint_tensors(tmp_path / "run")
     c = TrainConfig.load(config_file)
     start = dict(training_model(c, load_model(tiny_model_file)).state_dict())
-    encoder = [k for k in start if k.startswith("encoder.")]
+    kept = [k for k in start if k.startswith(f"{frozen}.")]
     codebooks = [k for k in start if k.startswith("quantizer.")]
-    decoder = [k for k in start if k.startswith("decoder.") and start[k].is_floating_point()]
-    assert encoder and codebooks and decoder
-    for name in encoder + codebooks:
-        assert torch.equal(trained[f"model.{name}"], start[name]), name
-    assert sum(not torch.equal(trained[f"model.{name}"], start[name]) for name in decoder) > len(decoder) // 2
-    for name in encoder:                                           # what export and validation use
-        assert torch.equal(trained[f"ema.{name}"], start[name]), name
+    learned = [k for k in start if k.startswith(f"{trained}.") and start[k].is_floating_point()]
+    assert kept and codebooks and learned
+    for name in kept + codebooks:
+        assert torch.equal(after[f"model.{name}"], start[name]), name
+    assert sum(not torch.equal(after[f"model.{name}"], start[name]) for name in learned) > len(learned) // 2
+    for name in kept:                                              # what export and validation use
+        assert torch.equal(after[f"ema.{name}"], start[name]), name
     with pytest.raises(ValueError, match="give init_from"):
-        TrainConfig.load(config_file, ["decoder_only=true"])
-    # its optimizer holds the decoder's weights only: a resume cannot switch to all of them
+        TrainConfig.load(config_file, [f"{trained}_only=true"])
+    # its optimizer holds one part's weights only: a resume cannot switch to all of them
     result = subprocess.run(train_command(config_file, tmp_path / "run", "steps=3", f"init_from={tiny_model_file}",
                                           resume=True), cwd=ROOT, env=child_env(), capture_output=True, text=True,
                             timeout=RUN_TIMEOUT)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "was trained with decoder_only=true" in result.stderr
+    assert f"was trained with {trained}_only=true" in result.stderr
+
+
+def test_one_part_or_the_whole_model_not_both_parts_alone(tiny_model_file):
+    with pytest.raises(ValueError, match="exclude each other"):
+        TrainConfig.from_dict({"init_from": str(tiny_model_file), "decoder_only": True, "encoder_only": True})
 
 
 # -- losses -----------------------------------------------------------------------------------

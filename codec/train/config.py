@@ -35,6 +35,12 @@ class TrainConfig:
     # at encoding anyway, and a step without the encoder's backward pass costs less. The
     # logged grad_norm is then the decoder's alone; a run cannot switch this on --resume.
     decoder_only: bool = False
+    # train the encoder alone: the decoder and the codebooks keep init_from's weights. Refined
+    # codes (codec encode's default) decode far better than the encoder's own (docs/model_card.md),
+    # so an encoder trained on the decoder's output, with the refinement's measures in the loss,
+    # can learn to give codes nearer them: what model.encode, streaming and --refine 0 use, and a
+    # better start for refinement. A run cannot switch this on --resume either.
+    encoder_only: bool = False
 
     # optimisation
     steps: int = 100_000
@@ -92,8 +98,11 @@ class TrainConfig:
     valid_kbps: tuple[float, ...] = (1.5, 6.0, 12.0)
 
     def __post_init__(self) -> None:
-        if self.decoder_only and not self.init_from:
-            raise ValueError("decoder_only=true trains the decoder of a trained model: give init_from")
+        for part in ("decoder", "encoder"):
+            if getattr(self, f"{part}_only") and not self.init_from:
+                raise ValueError(f"{part}_only=true trains the {part} of a trained model: give init_from")
+        if self.decoder_only and self.encoder_only:
+            raise ValueError("decoder_only and encoder_only exclude each other: drop both to train the whole model")
         if self.stoi_weight and self.segment_samples < intelligibility.min_samples(self.model.sample_rate):
             raise ValueError(f"stoi_weight needs segments of at least 384 ms; segment_seconds is {self.segment_seconds}")
 

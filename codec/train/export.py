@@ -27,7 +27,7 @@ def conv_layers(model: nn.Module) -> list[nn.Module]:
 def training_model(config: TrainConfig, start: CodecModel | None = None) -> CodecModel:
     """A model with weight-normalised convolutions: fresh, or starting from the weights and
     codebooks of ``start``, an inference model of the same architecture (``init_from``).
-    With ``decoder_only`` the encoder's weights are frozen."""
+    With ``decoder_only`` the encoder's weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
     if start is not None:
         mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
@@ -42,6 +42,8 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
         weight_norm(conv)       # g and v are computed from the weights it starts with
     if config.decoder_only:     # after weight norm, whose g and v are the weights that train
         model.encoder.requires_grad_(False)
+    if config.encoder_only:
+        model.decoder.requires_grad_(False)
     return model
 
 

@@ -140,10 +140,10 @@ def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train_mode(model: CodecModel, c: TrainConfig) -> None:
-    """Training mode, except for codebooks that must keep their vectors (``decoder_only``):
-    in training mode the quantizer moves them toward the encoder's outputs."""
+    """Training mode, except for codebooks that must keep their vectors (``decoder_only``,
+    ``encoder_only``): in training mode the quantizer moves them toward the encoder's outputs."""
     model.train()
-    if c.decoder_only:
+    if c.decoder_only or c.encoder_only:
         model.quantizer.eval()
 
 
@@ -293,9 +293,10 @@ def _train(config: TrainConfig, resume: bool) -> None:
     step = 0
     if resuming:
         saved = load_checkpoint(checkpoint_path)
-        if saved["config"].get("decoder_only", False) != c.decoder_only:   # its optimizer holds other weights
-            raise CodecError(f"{checkpoint_path} was trained with decoder_only={str(not c.decoder_only).lower()}: "
-                             f"to switch, export it and start a new run with init_from=THE_EXPORTED_FILE")
+        for flag in ("decoder_only", "encoder_only"):      # its optimizer holds other weights
+            if saved["config"].get(flag, False) != getattr(c, flag):
+                raise CodecError(f"{checkpoint_path} was trained with {flag}={str(not getattr(c, flag)).lower()}: "
+                                 f"to switch, export it and start a new run with init_from=THE_EXPORTED_FILE")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         ema = {k: v.to(device) for k, v in saved["ema"].items()}
@@ -397,7 +398,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
                     writer.add_scalar(f"loss/{name}", value.item(), step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 writer.add_scalar("train/lr", learning_rate(step - 1, c), step)   # the rate this step used
-                for level, (perplexity, dead) in enumerate(() if c.decoder_only else model.quantizer.usage()):
+                for level, (perplexity, dead) in enumerate(() if c.decoder_only or c.encoder_only else model.quantizer.usage()):
                     writer.add_scalar(f"codebook_perplexity/level{level:02d}", perplexity, step)
                     writer.add_scalar(f"codebook_dead/level{level:02d}", dead, step)
             if valid_files and (step % c.valid_every == 0 or step == c.steps):
