@@ -107,6 +107,12 @@ class TrainConfig:
             raise ValueError(f"stoi_weight needs segments of at least 384 ms; segment_seconds is {self.segment_seconds}")
 
     @property
+    def frozen_part(self) -> str | None:
+        """``"encoder"`` or ``"decoder"``: the part that keeps init_from's weights, with the
+        codebooks, while the other trains alone; None when the whole model trains."""
+        return "encoder" if self.decoder_only else "decoder" if self.encoder_only else None
+
+    @property
     def segment_samples(self) -> int:
         """The length of a training crop in samples at the model's rate."""
         return int(self.segment_seconds * self.model.sample_rate)

@@ -40,10 +40,8 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
             vq.adopt()
     for conv in conv_layers(model):
         weight_norm(conv)       # g and v are computed from the weights it starts with
-    if config.decoder_only:     # after weight norm, whose g and v are the weights that train
-        model.encoder.requires_grad_(False)
-    if config.encoder_only:
-        model.decoder.requires_grad_(False)
+    if config.frozen_part:      # after weight norm, whose g and v are the weights that train
+        getattr(model, config.frozen_part).requires_grad_(False)
     return model
 
 

@@ -122,17 +122,6 @@ JUDGE_FIELDS = ("discriminator_windows", "discriminator_periods", "discriminator
                 "discriminator_magnitude_exponent")
 
 
-def same_judges(saved_config: dict, c: TrainConfig) -> bool:
-    """Whether a checkpoint saved under ``saved_config`` has the discriminator ``c`` builds."""
-    defaults = TrainConfig()             # a checkpoint older than a field was trained with its default
-
-    def comparable(value: object) -> object:
-        return tuple(value) if isinstance(value, (list, tuple)) else value
-
-    return all(comparable(saved_config.get(name, getattr(defaults, name))) == comparable(getattr(c, name))
-               for name in JUDGE_FIELDS)
-
-
 def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over the weights that learn: all but those ``training_model`` froze."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -143,7 +132,7 @@ def train_mode(model: CodecModel, c: TrainConfig) -> None:
     """Training mode, except for codebooks that must keep their vectors (``decoder_only``,
     ``encoder_only``): in training mode the quantizer moves them toward the encoder's outputs."""
     model.train()
-    if c.decoder_only or c.encoder_only:
+    if c.frozen_part:
         model.quantizer.eval()
 
 
@@ -293,8 +282,9 @@ def _train(config: TrainConfig, resume: bool) -> None:
     step = 0
     if resuming:
         saved = load_checkpoint(checkpoint_path)
+        saved_c = TrainConfig.from_dict(saved["config"])     # fields it predates take their defaults
         for flag in ("decoder_only", "encoder_only"):      # its optimizer holds other weights
-            if saved["config"].get(flag, False) != getattr(c, flag):
+            if getattr(saved_c, flag) != getattr(c, flag):
                 raise CodecError(f"{checkpoint_path} was trained with {flag}={str(not getattr(c, flag)).lower()}: "
                                  f"to switch, export it and start a new run with init_from=THE_EXPORTED_FILE")
         model.load_state_dict(saved["model"])
@@ -304,7 +294,8 @@ def _train(config: TrainConfig, resume: bool) -> None:
         if device.type == "cuda" and saved.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(saved["rng_cuda"], device)
         if adversary is not None:
-            if (saved["discriminator"] is not None and same_judges(saved["config"], c)
+            if (saved["discriminator"] is not None
+                    and all(getattr(saved_c, name) == getattr(c, name) for name in JUDGE_FIELDS)
                     and saved["discriminator"].keys() == adversary.discriminator.state_dict().keys()):
                 adversary.discriminator.load_state_dict(saved["discriminator"])
                 adversary.optimizer.load_state_dict(saved["discriminator_optimizer"])
@@ -398,7 +389,7 @@ def _train(config: TrainConfig, resume: bool) -> None:
                     writer.add_scalar(f"loss/{name}", value.item(), step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 writer.add_scalar("train/lr", learning_rate(step - 1, c), step)   # the rate this step used
-                for level, (perplexity, dead) in enumerate(() if c.decoder_only or c.encoder_only else model.quantizer.usage()):
+                for level, (perplexity, dead) in enumerate(() if c.frozen_part else model.quantizer.usage()):
                     writer.add_scalar(f"codebook_perplexity/level{level:02d}", perplexity, step)
                     writer.add_scalar(f"codebook_dead/level{level:02d}", dead, step)
             if valid_files and (step % c.valid_every == 0 or step == c.steps):
