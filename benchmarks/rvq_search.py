@@ -1,15 +1,15 @@
 """What does a wider or longer search for codes gain, and what does it cost?
 
     python benchmarks/rvq_search.py [REFS] [--model NAME|FILE] [--kbps 0.5,1.5,3,6]
-        [--beams 1,4,8,16] [--refine 0] [--stoi-weights 2] [--perceptual-weights 3]
+        [--beams 1,4,8,16] [--refine 0] [--stoi-weights 2] [--perceptual-weights 3] [--low-band-weights 0]
         [--limit 21] [--seconds 6] [--threads 1]
 
 Codes the first ``--seconds`` of ``--limit`` files of REFS (a folder or manifest; default
 ../shared/corpus/dev, files spread over the list) through ``codec.compress``/``decompress``
 at each bitrate, once per pair of a beam width of the quantizer's search (1 = greedy; see
 ResidualVectorQuantizer.encode) and a number of refinement steps (0 = the encoder's
-codes; see codec.model.refine), and, for refined codes, each pair of weights of the
-intelligibility (STOI) and perceptual (PESQ-like) terms in refinement's objective. The
+codes; see codec.model.refine), and, for refined codes, each combination of weights of the
+intelligibility (STOI), perceptual (PESQ-like) and low-band phase terms in refinement's objective. The
 decoder and the stream's size are the same for every search. Prints, per bitrate, the
 mean PESQ-WB and STOI of each search, their paired difference from the first (mean +/-
 standard error over the files), and the encoding time per second of audio.
@@ -42,13 +42,15 @@ def main() -> None:
                         help="weights of (1 - STOI) in refinement's objective, comma-separated")
     parser.add_argument("--perceptual-weights", default=str(refinement.PERCEPTUAL_WEIGHT),
                         help="weights of the perceptual disturbance in refinement's objective, comma-separated")
+    parser.add_argument("--low-band-weights", default=str(refinement.LOW_BAND_WEIGHT),
+                        help="weights of the low band's phase distance in refinement's objective, comma-separated")
     args = parser.parse_args()
 
     model, files = load_sample(args)
     references = [load_reference(path)[:int(args.seconds * SCORE_RATE)] for path in files]
     seconds = sum(len(r) for r in references) / SCORE_RATE
-    weights = [(float(w), float(p)) for w in args.stoi_weights.split(",")
-               for p in args.perceptual_weights.split(",")]
+    weights = [(float(w), float(p), float(b)) for w in args.stoi_weights.split(",")
+               for p in args.perceptual_weights.split(",") for b in args.low_band_weights.split(",")]
     searches = [(int(b), int(r), w) for b in args.beams.split(",") for r in args.refine.split(",")
                 for w in (weights if int(r) else weights[:1])]
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s ({seconds:.0f} s in all), model "
@@ -56,10 +58,12 @@ def main() -> None:
     for kbps in (float(k) for k in args.kbps.split(",")):
         scores: dict[str, list[tuple[float, float]]] = {}
         timing: dict[str, str] = {}
-        for beam, refine, (stoi_weight, perceptual_weight) in searches:
+        for beam, refine, (stoi_weight, perceptual_weight, low_band_weight) in searches:
             name = f"{kbps:g} kbps, beam {beam}, refine {refine}" + (
-                f", STOI weight {stoi_weight:g}, perceptual weight {perceptual_weight:g}" if refine else "")
+                f", STOI weight {stoi_weight:g}, perceptual weight {perceptual_weight:g}, "
+                f"low-band weight {low_band_weight:g}" if refine else "")
             refinement.INTELLIGIBILITY_WEIGHT, refinement.PERCEPTUAL_WEIGHT = stoi_weight, perceptual_weight
+            refinement.LOW_BAND_WEIGHT = low_band_weight
             scores[name], spent = [], 0.0
             for reference in references:
                 start = time.perf_counter()

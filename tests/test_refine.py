@@ -12,7 +12,7 @@ from codec.bitstream import decode_bytes
 from codec.model import load_model
 from codec.model import refine as refinement
 from codec.model.refine import CONTEXT_FRAMES, DEFAULT_REFINE, MEL_WINDOWS, STFT_WINDOWS, refine_codes
-from codec.spectral import SpectralDistance
+from codec.spectral import LowBandDistance, SpectralDistance
 
 from .conftest import one_line_error, run, speech_like
 
@@ -50,11 +50,14 @@ def test_the_objective_adds_each_term_at_its_weight(monkeypatch):
     spectral = SpectralDistance(target, rate, MEL_WINDOWS, STFT_WINDOWS)(decoded)
     stoi = Intelligibility(target, rate)(decoded)
     perceptual = PerceptualDisturbance(target, rate)(decoded)
-    assert perceptual > 0 and stoi < 1
-    for stoi_weight, perceptual_weight in [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]:
+    low_band = LowBandDistance(rate, refinement.LOW_BAND_HZ)(decoded, target)
+    assert perceptual > 0 and stoi < 1 and low_band > 0
+    for stoi_weight, perceptual_weight, low_band_weight in [(0.0, 0.0, 0.0), (2.0, 0.0, 0.0), (0.0, 3.0, 0.0),
+                                                            (0.0, 0.0, 1.5), (2.0, 3.0, 1.5)]:
         monkeypatch.setattr(refinement, "INTELLIGIBILITY_WEIGHT", stoi_weight)
         monkeypatch.setattr(refinement, "PERCEPTUAL_WEIGHT", perceptual_weight)
-        expected = spectral + stoi_weight * (1 - stoi) + perceptual_weight * perceptual
+        monkeypatch.setattr(refinement, "LOW_BAND_WEIGHT", low_band_weight)
+        expected = spectral + stoi_weight * (1 - stoi) + perceptual_weight * perceptual + low_band_weight * low_band
         assert refinement.Objective(target, rate)(decoded).item() == pytest.approx(expected.item(), rel=1e-5)
     # a block too short for the perceptual frame is refined on the other terms
     short = target[..., :min_samples(rate) - 2]

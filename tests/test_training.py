@@ -33,6 +33,7 @@ from codec.train.checkpoint import load_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.distributed import checksums, first_disagreement
 from codec.train.export import inference_model, training_model
+from codec.spectral import LowBandDistance
 from codec.train.losses import ReconstructionLoss
 from codec.train.train import ema_decay, learning_rate, levels_per_item
 from codec.train.train import main as train_main
@@ -558,6 +559,34 @@ def test_short_mel_windows_hear_the_phase_of_harmonics_that_long_ones_miss():
     long_windows = max(mel_loss((w,)) for w in (512, 1024, 2048))
     assert min(mel_loss((w,)) for w in (32, 64, 128)) > 20 * long_windows
     assert mel_loss((32, 2048)) == pytest.approx((mel_loss((32,)) + mel_loss((2048,))) / 2)
+
+
+def test_the_low_band_term_hears_phase_below_its_cutoff_and_nothing_above():
+    speech = tensor(voiced(1.0, seed=0))
+    spectrum = torch.fft.rfft(speech)
+    above_2k = torch.fft.rfftfreq(speech.shape[-1], 1 / 16000) >= 2000
+    noise_above_2k = torch.fft.irfft(torch.fft.rfft(torch.randn(speech.shape, generator=torch.Generator().manual_seed(1)))
+                                     * above_2k * spectrum.abs().mean(), speech.shape[-1])
+    # the same magnitudes below 1 kHz with other phases: what the spectral terms cannot tell apart
+    random_phase = torch.exp(2j * math.pi * torch.rand(spectrum.shape, generator=torch.Generator().manual_seed(2)))
+    rephased = torch.fft.irfft(spectrum.abs() * random_phase, speech.shape[-1])
+
+    for compare in ("phase", "complex"):
+        distance = LowBandDistance(16000, 1000, compare)
+        assert distance(speech, speech).item() < 1e-4         # the phase floor leaves a trace
+        assert distance(speech + noise_above_2k, speech).item() < 0.01
+        assert distance(torch.roll(speech, 8, -1), speech).item() > 0.3            # half a millisecond late
+        assert distance(rephased, speech).item() > 1.0
+        assert distance(3 * rephased, 3 * speech).item() == pytest.approx(distance(rephased, speech).item(), rel=1e-4)
+    # the phase comparison leaves magnitudes to the other terms; the complex one does not
+    assert LowBandDistance(16000, 1000, "phase")(0.5 * speech, speech).item() < 1e-3
+    assert LowBandDistance(16000, 1000, "complex")(0.5 * speech, speech).item() == pytest.approx(0.5, rel=1e-4)
+
+    loss = ReconstructionLoss(TrainConfig(low_band_weight=2.0, low_band_hz=1000))
+    total, parts = loss(rephased, speech)
+    base, base_parts = ReconstructionLoss(TrainConfig())(rephased, speech)
+    assert "low_band" not in base_parts                                            # off by default
+    assert total.item() == pytest.approx(base.item() + 2 * parts["low_band"].item(), rel=1e-5)
 
 
 def test_the_perceptual_and_stoi_terms_join_the_loss_at_their_weights_item_by_item():

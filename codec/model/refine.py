@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import whole_number
 from .. import intelligibility, perceptual
-from ..spectral import SpectralDistance
+from ..spectral import LowBandDistance, SpectralDistance
 from .stateful import Continuation
 
 if TYPE_CHECKING:
@@ -66,6 +66,10 @@ STFT_WINDOWS = (512, 1024, 2048)                 # a subset of MEL_WINDOWS: thei
 # than one 32 ms frame without the second.
 INTELLIGIBILITY_WEIGHT = 2.0
 PERCEPTUAL_WEIGHT = 3.0
+# The weight of the distance of the STFT phases below LOW_BAND_HZ (spectral.LowBandDistance),
+# which PESQ-WB hears and the other terms leave free (benchmarks/rvq_search.py --low-band-weights)
+LOW_BAND_WEIGHT = 0.0
+LOW_BAND_HZ = 1000.0
 
 
 def check_refine(steps: int) -> int:
@@ -135,7 +139,7 @@ def frozen(module: nn.Module) -> Iterator[None]:
 class Objective:
     """What refinement lowers: how far decoded audio ``[1, 1, N]`` is from the fixed target
     ``[1, 1, N]``, a scalar tensor: SpectralDistance + INTELLIGIBILITY_WEIGHT * (1 - STOI)
-    + PERCEPTUAL_WEIGHT * PerceptualDisturbance."""
+    + PERCEPTUAL_WEIGHT * PerceptualDisturbance + LOW_BAND_WEIGHT * LowBandDistance."""
 
     def __init__(self, target: torch.Tensor, sample_rate: int) -> None:
         self.spectral = SpectralDistance(target, sample_rate, MEL_WINDOWS, STFT_WINDOWS)
@@ -145,6 +149,9 @@ class Objective:
                                 and target.shape[-1] >= intelligibility.min_samples(sample_rate) else None)
         self.perceptual = (perceptual.PerceptualDisturbance(target, sample_rate) if self.perceptual_weight
                            and target.shape[-1] >= perceptual.min_samples(sample_rate) else None)
+        self.low_band_weight, self.target = LOW_BAND_WEIGHT, target
+        self.low_band = LowBandDistance(sample_rate, LOW_BAND_HZ).to(target.device) if self.low_band_weight \
+            and target.shape[-1] >= LowBandDistance.WINDOW else None
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
         d = self.spectral(decoded)
@@ -152,6 +159,8 @@ class Objective:
             d = d + self.stoi_weight * (1 - self.intelligibility(decoded))
         if self.perceptual is not None:
             d = d + self.perceptual_weight * self.perceptual(decoded)
+        if self.low_band is not None:
+            d = d + self.low_band_weight * self.low_band(decoded, self.target)
         return d
 
 

@@ -67,6 +67,15 @@ class TrainConfig:
     # window lengths (samples) of the multi-scale log-mel loss; windows of a few
     # milliseconds resolve single pitch pulses, which ties the phases of harmonics
     mel_windows: tuple[int, ...] = (256, 512, 1024, 2048)
+    # distance of the STFT below low_band_hz (spectral.LowBandDistance): asks the decoder for
+    # the reference's phase where PESQ-WB hears it (benchmarks/phase_oracle.py); every other
+    # term compares magnitudes, which leave the phase free. low_band_compare: "phase" (the
+    # phases, weighted by the reference's magnitudes) or "complex" (the complex values, which
+    # also pulls magnitudes towards zero where the phase is uncertain). Weight 1 lowered
+    # held-out PESQ-WB by 0.3 in 200 steps of fine-tuning (docs/experiments.md)
+    low_band_weight: float = 0.0
+    low_band_hz: float = 1000.0
+    low_band_compare: str = "phase"
     # the PESQ-like disturbance (codec/perceptual.py) and 1 - STOI (codec/intelligibility.py),
     # the two measures the encoder's refinement adds to its objective; 0 leaves a term out.
     # Segments must be at least 384 ms long for the STOI term.
@@ -103,6 +112,8 @@ class TrainConfig:
                 raise ValueError(f"{part}_only=true trains the {part} of a trained model: give init_from")
         if self.decoder_only and self.encoder_only:
             raise ValueError("decoder_only and encoder_only exclude each other: drop both to train the whole model")
+        if self.low_band_compare not in ("phase", "complex"):
+            raise ValueError(f"low_band_compare is 'phase' or 'complex', not {self.low_band_compare!r}")
         if self.stoi_weight and self.segment_samples < intelligibility.min_samples(self.model.sample_rate):
             raise ValueError(f"stoi_weight needs segments of at least 384 ms; segment_seconds is {self.segment_seconds}")
 

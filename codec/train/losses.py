@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .. import intelligibility, perceptual
-from ..spectral import log_mel, magnitudes, mel_filters
+from ..spectral import LowBandDistance, log_mel, magnitudes, mel_filters
 from .config import TrainConfig
 
 
@@ -28,6 +28,7 @@ class ReconstructionLoss(nn.Module):
         self.config = config
         self.stft = multi_resolution_stft_loss()
         self.mel = MultiScaleMelLoss(config.model.sample_rate, config.mel_windows)
+        self.low_band = LowBandDistance(config.model.sample_rate, config.low_band_hz, config.low_band_compare)
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         recon, target = recon.float(), target.float()
@@ -39,6 +40,9 @@ class ReconstructionLoss(nn.Module):
         c = self.config
         total = c.stft_weight * parts["stft"] + c.mel_weight * parts["mel"] + c.waveform_weight * parts["waveform"]
         rate = c.model.sample_rate
+        if c.low_band_weight:
+            parts["low_band"] = self.low_band(recon, target)
+            total = total + c.low_band_weight * parts["low_band"]
         if c.perceptual_weight:
             parts["perceptual"] = per_item(perceptual.PerceptualDisturbance, recon, target, rate)
             total = total + c.perceptual_weight * parts["perceptual"]

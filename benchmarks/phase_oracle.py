@@ -1,0 +1,106 @@
+"""What PESQ-WB hears in the decoder's output: its band envelope, or the fine structure and phase?
+
+    python benchmarks/phase_oracle.py [REFS] [--model NAME|FILE] [--kbps 6] [--below 500,1000,2000]
+
+Each file of a sample of REFS (first ``--seconds``) is decoded from the model's codes at
+``--kbps`` (unrefined), and oracle hybrids of the decoding and the reference are scored
+against the reference. All go through the same STFT (32 ms Hann windows, 8 ms hop) and
+back, so the analysis and synthesis cost every row alike:
+
+- the decoding's fine structure under the reference's band envelope (the energy of each
+  of 40 mel bands in each frame), and the reference's fine structure under the decoding's
+  envelope: which of the two costs more;
+- the decoding with the reference's STFT phase below each of ``--below`` Hz (its own
+  magnitudes kept), and with the reference's whole spectrum there: what a decoder that
+  followed the reference's phase in the low band would score.
+
+Printed: mean PESQ-WB and STOI of each, and its difference from the decoding, paired per
+file (mean ± standard error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.dev_sample import add_sample_arguments, load_sample, print_paired  # noqa: E402
+from codec.evaluation.run import load_reference  # noqa: E402
+from codec.evaluation.scores import score  # noqa: E402
+
+WINDOW, HOP, SAMPLE_RATE, ENVELOPE_BANDS = 512, 128, 16000, 40
+
+
+def stft(x: np.ndarray) -> torch.Tensor:
+    """``[N] -> [WINDOW / 2 + 1, frames]`` complex."""
+    return torch.stft(torch.from_numpy(x).double(), WINDOW, HOP, window=torch.hann_window(WINDOW, dtype=torch.float64),
+                      return_complex=True)
+
+
+def istft(spectrum: torch.Tensor, length: int) -> np.ndarray:
+    return torch.istft(spectrum, WINDOW, HOP, window=torch.hann_window(WINDOW, dtype=torch.float64),
+                       length=length).float().numpy()
+
+
+def with_envelope(source: np.ndarray, envelope_of: np.ndarray) -> np.ndarray:
+    """``source`` with each frame's energy in each of ENVELOPE_BANDS mel bands set to
+    ``envelope_of``'s: source's fine structure under the other's envelope."""
+    filters = torchaudio.functional.melscale_fbanks(WINDOW // 2 + 1, 0.0, SAMPLE_RATE / 2, ENVELOPE_BANDS,
+                                                    SAMPLE_RATE).double()    # [bins, ENVELOPE_BANDS]
+    ours, theirs = stft(source), stft(envelope_of)
+    band_energy = lambda s: (s.abs() ** 2).T @ filters + 1e-12                   # noqa: E731  [frames, bands]
+    gain = torch.sqrt(band_energy(theirs) / band_energy(ours))
+    # each bin's gain: its bands' gains, weighted as the filters weight the bin
+    bin_gain = (gain @ filters.T) / (filters.sum(dim=1) + 1e-9)
+    return istft(ours * bin_gain.T, len(source))
+
+
+def with_low_band(decoded: np.ndarray, reference: np.ndarray, below_hz: float, phase_only: bool) -> np.ndarray:
+    """``decoded`` with the reference's STFT phase (or whole spectrum) below ``below_hz``."""
+    ours, theirs = stft(decoded), stft(reference)
+    low = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / SAMPLE_RATE) < below_hz)
+    ours[low] = ours[low].abs() * torch.exp(1j * theirs[low].angle()) if phase_only else theirs[low]
+    return istft(ours, len(decoded))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_sample_arguments(parser, limit=24, threads=2)
+    parser.add_argument("--kbps", type=float, default=6.0)
+    parser.add_argument("--below", default="500,1000,2000", help="comma-separated Hz")
+    args = parser.parse_args()
+    model, files = load_sample(args)
+    below = [float(hz) for hz in args.below.split(",")]
+
+    scores: dict[str, list[tuple[float, float]]] = {}
+    for path in files:
+        reference = load_reference(path)[:int(args.seconds * SAMPLE_RATE)]
+        with torch.no_grad():
+            decoded = model.decode_batch(model.encode_batch(
+                torch.from_numpy(reference)[None, None], model.levels_for_kbps(args.kbps), beam=1))
+        decoded = decoded[0, 0, :len(reference)].numpy()
+        conditions = {
+            "decoded": istft(stft(decoded), len(decoded)),
+            "decoded fine structure, reference envelope": with_envelope(decoded, reference),
+            "reference fine structure, decoded envelope": with_envelope(reference, decoded),
+        }
+        for hz in below:
+            conditions[f"decoded, reference phase below {hz:g} Hz"] = with_low_band(decoded, reference, hz, True)
+            conditions[f"decoded, reference spectrum below {hz:g} Hz"] = with_low_band(decoded, reference, hz, False)
+        for name, x in conditions.items():
+            s = score(reference, x)
+            scores.setdefault(name, []).append((s.pesq, s.stoi))
+
+    print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s, {args.kbps:g} kbps unrefined, "
+          f"model {model.config.name} ({model.fingerprint[:16]})")
+    print_paired(scores, "decoded")
+
+
+if __name__ == "__main__":
+    main()
