@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
 from benchmarks.dev_sample import add_sample_arguments, print_paired, sample_files  # noqa: E402
+from benchmarks.phase_oracle import WINDOW, istft, stft  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
-from codec.evaluation.scores import score  # noqa: E402
+from codec.evaluation.scores import SCORE_RATE, score  # noqa: E402
 
 FRAME = 640  # 40 ms at 16 kHz: two periods of the lowest pitch searched
 HOP = 160
@@ -68,19 +69,20 @@ def correlation(x: np.ndarray, start: int, lag: int) -> float:
     return float(np.dot(a, b) / denominator) if denominator > 0 else 0.0
 
 
+def pitch_band(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The band in which the pitch is found. From 150 Hz: below it some recordings carry
+    mains hum, which is periodic but not voice; a low voice's pitch still shows in its
+    harmonics from the second up."""
+    return band_pass(x, 150, 1000, sample_rate)
+
+
 def voiced_frames(reference: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
     """(start, pitch period in samples) of each voiced frame of ``reference``: a frame
     within 35 dB of the loudest whose low band repeats with correlation above 0.7."""
-    # From 150 Hz: below it some recordings carry mains hum, which is periodic but not voice.
-    # A low voice's pitch still shows in its harmonics from the second up.
-    low = band_pass(reference, 150, 1000, sample_rate)
-    starts = range(0, len(reference) - FRAME - MAX_LAG, HOP)
-    energy = np.array([np.dot(reference[s:s + FRAME], reference[s:s + FRAME]) for s in starts])
-    loud_enough = energy > energy.max() * 10 ** -3.5
+    low = pitch_band(reference, sample_rate)
+    energy = frame_energies(reference, MAX_LAG)
     frames = []
-    for start, loud in zip(starts, loud_enough):
-        if not loud:
-            continue
+    for start in HOP * np.flatnonzero(energy > energy.max() * 10 ** -3.5):
         r = [correlation(low, start, lag) for lag in range(MIN_LAG, MAX_LAG + 1)]
         # The first peak nearly as high as the best: a multiple of the period correlates as well.
         best = max(r)
@@ -88,7 +90,7 @@ def voiced_frames(reference: np.ndarray, sample_rate: int) -> list[tuple[int, in
         while i + 1 < len(r) and r[i + 1] > r[i]:
             i += 1
         if best > 0.7 and MIN_LAG + i < MAX_LAG:
-            frames.append((start, MIN_LAG + i))
+            frames.append((int(start), MIN_LAG + i))
     return frames
 
 
@@ -115,12 +117,11 @@ def period(x: np.ndarray, start: int, lag: int) -> float:
     return float(lags[i])
 
 
-def pitch_errors(reference: np.ndarray, x: np.ndarray, frames: list[tuple[int, int]],
-                 sample_rate: int) -> np.ndarray:
-    """|period of x / period of the reference - 1| in each voiced frame: how far the
-    decoded pitch is from the reference's. Shape: (len(frames),)."""
-    ours, theirs = (band_pass(s, 150, 1000, sample_rate) for s in (x, reference))
-    return np.array([abs(period(ours, start, lag) / period(theirs, start, lag) - 1) for start, lag in frames])
+def periods(x: np.ndarray, frames: list[tuple[int, int]], sample_rate: int) -> np.ndarray:
+    """The pitch period of ``x`` in each of ``frames``, near the reference's. Shape: (len(frames),).
+    The pitch error of a decoding is ``|periods(decoded) / periods(reference) - 1|``."""
+    band = pitch_band(x, sample_rate)
+    return np.array([period(band, start, lag) for start, lag in frames])
 
 
 def frame_rate_buzz(x: np.ndarray, loudness: np.ndarray, hop: int, sample_rate: int) -> tuple[float, float]:
@@ -132,21 +133,20 @@ def frame_rate_buzz(x: np.ndarray, loudness: np.ndarray, hop: int, sample_rate: 
     return tuple(float(r[kind].mean()) if kind.any() else np.nan for kind in (quiet, loud))
 
 
-def frame_energies(x: np.ndarray, hop: int) -> np.ndarray:
-    """Energy of each FRAME-long frame, every HOP, that has ``hop`` samples after it."""
-    return np.array([np.dot(x[s:s + FRAME], x[s:s + FRAME]) for s in range(0, len(x) - FRAME - hop, HOP)])
+def frame_energies(x: np.ndarray, after: int) -> np.ndarray:
+    """Energy of each FRAME-long frame, every HOP, that has ``after`` samples after it."""
+    return np.array([np.dot(x[s:s + FRAME], x[s:s + FRAME]) for s in range(0, len(x) - FRAME - after, HOP)])
 
 
 def scramble_phase(x: np.ndarray, low: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """``x`` with the phase of every STFT bin from ``low`` Hz up replaced by a random one
     (32 ms windows, 8 ms hop): whatever repeats at the frame rate there is gone, and so is
     any other structure in time finer than a window, while the magnitudes stay roughly."""
-    window = torch.hann_window(512, dtype=torch.float64)
-    spectrum = torch.stft(torch.from_numpy(x).double(), 512, 128, window=window, return_complex=True)
-    above = torch.from_numpy(np.fft.rfftfreq(512, 1 / sample_rate) >= low)
+    spectrum = stft(x)
+    above = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / sample_rate) >= low)
     phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(spectrum.shape)))
     spectrum[above] = spectrum[above].abs() * phase[above]
-    return torch.istft(spectrum, 512, 128, window=window, length=len(x)).float().numpy()
+    return istft(spectrum, len(x))
 
 
 def decodings(model: codec.CodecModel, reference: np.ndarray, kbps: float, refine: int) -> dict[str, np.ndarray]:
@@ -160,8 +160,8 @@ def decodings(model: codec.CodecModel, reference: np.ndarray, kbps: float, refin
             codes = model.quantizer.encode(latent, model.levels_for_kbps(kbps))
             return {f"{kbps:g} kbps": model.decoder(model.quantizer.decode(codes))[0, 0, :len(reference)].numpy(),
                     "continuous": continuous}
-    data = codec.compress(reference, 16000, kbps=kbps, model=model, refine=refine)
-    decoded = codec.decompress(data, model=model, sample_rate=16000)[0][0].numpy()
+    data = codec.compress(reference, SCORE_RATE, kbps=kbps, model=model, refine=refine)
+    decoded = codec.decompress(data, model=model, sample_rate=SCORE_RATE)[0][0].numpy()
     return {f"{kbps:g} kbps, refined": decoded[:len(reference)], "continuous": continuous}
 
 
@@ -208,30 +208,31 @@ def main() -> None:
     rng = np.random.default_rng(0)
     frames_total = 0
     for i, path in enumerate(files):
-        reference = load_reference(path)[:int(args.seconds * 16000)]
-        frames = voiced_frames(reference, 16000)
+        reference = load_reference(path)[:int(args.seconds * SCORE_RATE)]
+        frames = voiced_frames(reference, SCORE_RATE)
         frames_total += len(frames)
+        reference_periods = periods(reference, frames, SCORE_RATE)
         signals = {"reference": reference}
         for name, model in models.items():
             for kind, x in decodings(model, reference, args.kbps, args.refine).items():
                 signals[f"{Path(name).stem}, {kind}"] = x
         loudness = frame_energies(reference, hop)
         for name, x in signals.items():
-            buzz.setdefault(name, []).append(frame_rate_buzz(x, loudness, hop, 16000))
+            buzz.setdefault(name, []).append(frame_rate_buzz(x, loudness, hop, SCORE_RATE))
             if frames:
-                rows.setdefault(name, []).append(periodicity(x, frames, 16000) * len(frames))
+                rows.setdefault(name, []).append(periodicity(x, frames, SCORE_RATE) * len(frames))
                 if name != "reference":
-                    pitch.setdefault(name, []).append(pitch_errors(reference, x, frames, 16000))
+                    pitch.setdefault(name, []).append(np.abs(periods(x, frames, SCORE_RATE) / reference_periods - 1))
         if scramble:
-            decoded = signals[f"{Path(next(iter(models))).stem}, {args.kbps:g} kbps" + (", refined" if args.refine else "")]
-            variants = {"decoded": decoded} | {f"phase random above {hz:g} Hz": scramble_phase(decoded, hz, 16000, rng)
+            decoded = list(signals.values())[1]            # the first model's decoding of its codes
+            variants = {"decoded": decoded} | {f"phase random above {hz:g} Hz": scramble_phase(decoded, hz, SCORE_RATE, rng)
                                                for hz in scramble}
             for name, x in variants.items():
                 s = score(reference, x)
                 scrambled.setdefault(name, []).append((s.pesq, s.stoi))
         if i == 0 and args.plot:
             shown = {name: x for name, x in signals.items() if not name.endswith("continuous")}
-            plot(args.plot, shown, 16000, tuple(float(t) for t in args.plot_seconds.split(",")))
+            plot(args.plot, shown, SCORE_RATE, tuple(float(t) for t in args.plot_seconds.split(",")))
 
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s, {frames_total} voiced frames")
     print("periodicity at the reference's pitch (1 = periodic, 0 = none), by band:")

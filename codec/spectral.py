@@ -15,11 +15,16 @@ import torch
 MAGNITUDE_FLOOR = 1e-5      # below any audible bin of speech at -20 dBFS, as training's log-mel
 
 
-def magnitudes(audio: torch.Tensor, window: int) -> torch.Tensor:
-    """STFT magnitudes of ``audio [B, 1, N]`` with a Hann window, hop ``window / 4`` and no
+def stft(audio: torch.Tensor, window: int) -> torch.Tensor:
+    """Complex STFT of ``audio [B, 1, N]`` with a Hann window, hop ``window / 4`` and no
     padding: ``[B, window / 2 + 1, frames]``. ``N`` must be at least ``window``."""
     hann = torch.hann_window(window, device=audio.device)
-    return torch.stft(audio.flatten(0, 1), window, window // 4, window=hann, center=False, return_complex=True).abs()
+    return torch.stft(audio.flatten(0, 1), window, window // 4, window=hann, center=False, return_complex=True)
+
+
+def magnitudes(audio: torch.Tensor, window: int) -> torch.Tensor:
+    """``|stft(audio, window)|``."""
+    return stft(audio, window).abs()
 
 
 @lru_cache(maxsize=None)
@@ -94,14 +99,17 @@ class LowBandDistance(torch.nn.Module):
         super().__init__()
         self.compare = compare
         self.bins = int(cutoff_hz * self.WINDOW / sample_rate)
-        self.register_buffer("hann", torch.hann_window(self.WINDOW), persistent=False)
 
     def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
-        return torch.stft(audio.flatten(0, 1), self.WINDOW, self.WINDOW // 4, window=self.hann,
-                          center=False, return_complex=True)[:, :self.bins]
+        """The STFT bins that this distance compares: ``[B, bins, frames]`` complex."""
+        return stft(audio, self.WINDOW)[:, :self.bins]
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ours, theirs = self.spectrum(recon), self.spectrum(target)
+        return self.from_spectra(self.spectrum(recon), self.spectrum(target))
+
+    def from_spectra(self, ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+        """The distance of two ``spectrum`` results: the encoder's refinement computes its
+        fixed target's once, not at every step."""
         scale = theirs.abs().mean().clamp_min(1e-8)
         if self.compare == "phase":
             # The floor keeps the gradient of a near-silent bin's phase finite.

@@ -29,11 +29,11 @@ from codec import intelligibility, perceptual
 from codec.cli import main as cli
 from codec.model import load_model
 from codec.model.files import inference_tensors
+from codec.spectral import LowBandDistance
 from codec.train.checkpoint import load_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.distributed import checksums, first_disagreement
 from codec.train.export import inference_model, training_model
-from codec.spectral import LowBandDistance
 from codec.train.losses import ReconstructionLoss
 from codec.train.train import ema_decay, learning_rate, levels_per_item
 from codec.train.train import main as train_main

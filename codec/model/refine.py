@@ -149,9 +149,10 @@ class Objective:
                                 and target.shape[-1] >= intelligibility.min_samples(sample_rate) else None)
         self.perceptual = (perceptual.PerceptualDisturbance(target, sample_rate) if self.perceptual_weight
                            and target.shape[-1] >= perceptual.min_samples(sample_rate) else None)
-        self.low_band_weight, self.target = LOW_BAND_WEIGHT, target
-        self.low_band = LowBandDistance(sample_rate, LOW_BAND_HZ).to(target.device) if self.low_band_weight \
-            and target.shape[-1] >= LowBandDistance.WINDOW else None
+        self.low_band_weight = LOW_BAND_WEIGHT
+        self.low_band = (LowBandDistance(sample_rate, LOW_BAND_HZ) if self.low_band_weight
+                         and target.shape[-1] >= LowBandDistance.WINDOW else None)
+        self.target_low_band = self.low_band.spectrum(target) if self.low_band is not None else None
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
         d = self.spectral(decoded)
@@ -160,7 +161,8 @@ class Objective:
         if self.perceptual is not None:
             d = d + self.perceptual_weight * self.perceptual(decoded)
         if self.low_band is not None:
-            d = d + self.low_band_weight * self.low_band(decoded, self.target)
+            d = d + self.low_band_weight * self.low_band.from_spectra(self.low_band.spectrum(decoded),
+                                                                      self.target_low_band)
         return d
 
 
