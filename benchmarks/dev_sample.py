@@ -14,6 +14,7 @@ import torch
 
 import codec
 from codec.datasets import list_audio
+from codec.evaluation.scores import score
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser, limit: int, threads: int) -> None:
@@ -36,6 +37,15 @@ def sample_files(refs: str | Path, limit: int) -> list[Path]:
     """``limit`` files of ``refs`` (a folder or manifest), every n-th so that they span it."""
     files = list_audio(refs)
     return files[::max(1, len(files) // limit)][:limit]
+
+
+def add_scores(scores: dict[str, list[tuple[float, float]]], reference: np.ndarray,
+               conditions: dict[str, np.ndarray]) -> None:
+    """Score each condition's signal against ``reference`` and append its (PESQ-WB, STOI) to
+    ``scores[condition]``: one file's row of the table that print_paired prints."""
+    for name, x in conditions.items():
+        s = score(reference, x)
+        scores.setdefault(name, []).append((s.pesq, s.stoi))
 
 
 def print_paired(scores: dict[str, list[tuple[float, float]]], base: str,

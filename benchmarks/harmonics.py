@@ -43,10 +43,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
-from benchmarks.dev_sample import add_sample_arguments, print_paired, sample_files  # noqa: E402
+from benchmarks.dev_sample import add_sample_arguments, add_scores, print_paired, sample_files  # noqa: E402
 from benchmarks.phase_oracle import WINDOW, istft, stft  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
-from codec.evaluation.scores import SCORE_RATE, score  # noqa: E402
+from codec.evaluation.scores import SCORE_RATE  # noqa: E402
 
 FRAME = 640  # 40 ms at 16 kHz: two periods of the lowest pitch searched
 HOP = 160
@@ -227,9 +227,7 @@ def main() -> None:
             decoded = list(signals.values())[1]            # the first model's decoding of its codes
             variants = {"decoded": decoded} | {f"phase random above {hz:g} Hz": scramble_phase(decoded, hz, SCORE_RATE, rng)
                                                for hz in scramble}
-            for name, x in variants.items():
-                s = score(reference, x)
-                scrambled.setdefault(name, []).append((s.pesq, s.stoi))
+            add_scores(scrambled, reference, variants)
         if i == 0 and args.plot:
             shown = {name: x for name, x in signals.items() if not name.endswith("continuous")}
             plot(args.plot, shown, SCORE_RATE, tuple(float(t) for t in args.plot_seconds.split(",")))

@@ -30,9 +30,8 @@ import torchaudio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.dev_sample import add_sample_arguments, load_sample, print_paired  # noqa: E402
+from benchmarks.dev_sample import add_sample_arguments, add_scores, load_sample, print_paired  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
-from codec.evaluation.scores import score  # noqa: E402
 
 WINDOW, HOP, SAMPLE_RATE, ENVELOPE_BANDS = 512, 128, 16000, 40
 
@@ -93,9 +92,7 @@ def main() -> None:
         for hz in below:
             conditions[f"decoded, reference phase below {hz:g} Hz"] = with_low_band(decoded, reference, hz, True)
             conditions[f"decoded, reference spectrum below {hz:g} Hz"] = with_low_band(decoded, reference, hz, False)
-        for name, x in conditions.items():
-            s = score(reference, x)
-            scores.setdefault(name, []).append((s.pesq, s.stoi))
+        add_scores(scores, reference, conditions)
 
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s, {args.kbps:g} kbps unrefined, "
           f"model {model.config.name} ({model.fingerprint[:16]})")
