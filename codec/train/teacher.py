@@ -8,8 +8,8 @@ decoding is nearest the input, and at 6 kbps they decode about 0.45 PESQ-WB bett
 the encoder's own codes. The search costs some ten seconds a second of audio, so it is run
 once, here, and its result kept: for each file, the audio at the model's level (as
 `codec encode` codes it), the refined codes, and their quantized latents
-``[latent_dim, frames]``, the target the encoder is trained toward (``distill_from`` in
-the training config).
+``[latent_dim, frames]``, the target the encoder is trained toward
+(benchmarks/distill_encoder.py; docs/experiments.md, "Refinement as the encoder's teacher").
 
 Files are taken every n-th from the training split (never the validation files that
 ``split_files`` holds out), so a few hundred span the corpus's speakers, and shuffled; ``--shard I/N``
@@ -32,9 +32,10 @@ from tqdm import tqdm
 from ..datasets import list_audio
 from ..loudness import amplitude, gain_db
 from ..model.files import load_model
+from .config import TrainConfig
 from .data import load_mono, split_files
 
-VALID_FRACTION = 0.02      # as the trainer's default split (TrainConfig.valid_fraction)
+VALID_FRACTION = TrainConfig.valid_fraction      # the trainer's default split: its files are never taught
 
 
 def teacher_files(manifest: str | Path, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Path]:
