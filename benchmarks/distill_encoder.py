@@ -21,6 +21,7 @@ OUT (a model file, with its own fingerprint), to be scored with ``codec eval --m
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -48,11 +49,11 @@ def crop(record: dict[str, torch.Tensor], start: int, hop: int) -> tuple[torch.T
     return audio[None], F.pad(target, (0, CROP_FRAMES - target.shape[-1]))
 
 
-def batch(records: list[dict[str, torch.Tensor]], size: int, hop: int, g: torch.Generator
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``size`` crops drawn in proportion to the files' lengths: audio ``[B, 1, N]``, targets
-    ``[B, dim, CROP_FRAMES]`` and a mask ``[B, 1, CROP_FRAMES]`` of the frames inside the file."""
-    frames = torch.tensor([r["latent"].shape[-1] for r in records], dtype=torch.float64)
+def batch(records: list[dict[str, torch.Tensor]], frames: torch.Tensor, size: int, hop: int,
+          g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``size`` crops drawn in proportion to the files' lengths in frames, ``frames``
+    (float64 ``[len(records)]``): audio ``[B, 1, N]``, targets ``[B, dim, CROP_FRAMES]`` and a
+    mask ``[B, 1, CROP_FRAMES]`` of the frames inside the file."""
     audio, targets, masks = [], [], []
     for index in torch.multinomial(frames, size, replacement=True, generator=g).tolist():
         n = int(frames[index])
@@ -109,6 +110,7 @@ def main() -> None:
     every = max(2, round(1 / args.held_out))
     held_out = records[::every]
     train = [r for i, r in enumerate(records) if i % every]
+    frames = torch.tensor([r["latent"].shape[-1] for r in train], dtype=torch.float64)
     seconds = sum(r["audio"].numel() for r in train) / model.sample_rate
     print(f"{len(train)} teacher files ({seconds / 60:.1f} min) to train on, {len(held_out)} held out")
 
@@ -122,9 +124,9 @@ def main() -> None:
     started, running = time.time(), 0.0
     for step in range(1, args.steps + 1):
         for group in optimizer.param_groups:     # cosine from lr to 0
-            group["lr"] = args.lr * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * step / args.steps)).item())
+            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         model.encoder.train()
-        loss = relative_error(model, *batch(train, args.batch, model.hop, g))
+        loss = relative_error(model, *batch(train, frames, args.batch, model.hop, g))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

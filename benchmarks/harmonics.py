@@ -76,6 +76,24 @@ def pitch_band(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return band_pass(x, 150, 1000, sample_rate)
 
 
+def first_peak(r: np.ndarray, share: float) -> int:
+    """The index of the first peak of the correlations ``r`` (over rising lags) that is
+    above ``share`` of the highest: a multiple of the period correlates about as well as the
+    period, so the highest alone would often name an octave below."""
+    i = int(np.argmax(r > share * r.max()))
+    while i + 1 < len(r) and r[i + 1] > r[i]:
+        i += 1
+    return i
+
+
+def vertex(r, i: int) -> float:
+    """Where the parabola through ``r[i - 1 : i + 2]`` peaks, relative to ``i``: the peak
+    placed between lags. 0 at either end of ``r`` or where the three do not bend down."""
+    if 0 < i < len(r) - 1 and r[i - 1] - 2 * r[i] + r[i + 1] < 0:
+        return 0.5 * (r[i - 1] - r[i + 1]) / (r[i - 1] - 2 * r[i] + r[i + 1])
+    return 0.0
+
+
 def voiced_frames(reference: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
     """(start, pitch period in samples) of each voiced frame of ``reference``: a frame
     within 35 dB of the loudest whose low band repeats with correlation above 0.7."""
@@ -83,13 +101,9 @@ def voiced_frames(reference: np.ndarray, sample_rate: int) -> list[tuple[int, in
     energy = frame_energies(reference, MAX_LAG)
     frames = []
     for start in HOP * np.flatnonzero(energy > energy.max() * 10 ** -3.5):
-        r = [correlation(low, start, lag) for lag in range(MIN_LAG, MAX_LAG + 1)]
-        # The first peak nearly as high as the best: a multiple of the period correlates as well.
-        best = max(r)
-        i = next(i for i, v in enumerate(r) if v > 0.9 * best)
-        while i + 1 < len(r) and r[i + 1] > r[i]:
-            i += 1
-        if best > 0.7 and MIN_LAG + i < MAX_LAG:
+        r = np.array([correlation(low, start, lag) for lag in range(MIN_LAG, MAX_LAG + 1)])
+        i = first_peak(r, 0.9)
+        if r.max() > 0.7 and MIN_LAG + i < MAX_LAG:
             frames.append((int(start), MIN_LAG + i))
     return frames
 
@@ -112,9 +126,7 @@ def period(x: np.ndarray, start: int, lag: int) -> float:
     lags = range(max(MIN_LAG, lag - 8), min(MAX_LAG, lag + 8) + 1)
     r = [correlation(x, start, k) for k in lags]
     i = int(np.argmax(r))
-    if 0 < i < len(r) - 1 and r[i - 1] - 2 * r[i] + r[i + 1] < 0:
-        return lags[i] + 0.5 * (r[i - 1] - r[i + 1]) / (r[i - 1] - 2 * r[i] + r[i + 1])
-    return float(lags[i])
+    return lags[i] + vertex(r, i)
 
 
 def periods(x: np.ndarray, frames: list[tuple[int, int]], sample_rate: int) -> np.ndarray:

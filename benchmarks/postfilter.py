@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.dev_sample import add_sample_arguments, add_scores, load_sample, print_paired  # noqa: E402
-from benchmarks.harmonics import band_pass, decodings  # noqa: E402
+from benchmarks.harmonics import band_pass, decodings, first_peak, vertex  # noqa: E402
 from codec.evaluation.run import load_reference  # noqa: E402
 from codec.evaluation.scores import SCORE_RATE  # noqa: E402
 
@@ -56,27 +56,18 @@ def pitch_track(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             continue
         earlier = padded[end - WINDOW - lags[:, None] + np.arange(WINDOW)[None]]
         r = earlier @ a / np.sqrt((a @ a) * (earlier * earlier).sum(1) + 1e-12)
-        # the first peak nearly as high as the best: a multiple of the period correlates as well
-        i = int(np.argmax(r > 0.85 * r.max()))
-        while i + 1 < len(r) and r[i + 1] > r[i]:
-            i += 1
-        period[f], strength[f] = lags[i], r[i]
-        if 0 < i < len(r) - 1 and r[i - 1] - 2 * r[i] + r[i + 1] < 0:
-            period[f] += 0.5 * (r[i - 1] - r[i + 1]) / (r[i - 1] - 2 * r[i] + r[i + 1])
+        i = first_peak(r, 0.85)
+        period[f], strength[f] = lags[i] + vertex(r, i), r[i]
     return period, strength
 
 
-def delayed(x: np.ndarray, lag: float) -> np.ndarray:
-    """``x[n - lag]`` for a lag between samples (linear interpolation; negative: ahead), zero outside."""
-    def whole(k: int) -> np.ndarray:
-        out = np.zeros_like(x)
-        if k >= 0:
-            out[k:] = x[:len(x) - k]
-        else:
-            out[:k] = x[-k:]
-        return out
+def delayed(x: np.ndarray, at: np.ndarray, lag: float) -> np.ndarray:
+    """``x[n - lag]`` for each sample index ``n`` of ``at``, for a lag between samples (linear
+    interpolation; negative: ahead), with ``x`` zero outside its ends."""
+    def sample(i: np.ndarray) -> np.ndarray:
+        return np.where((i >= 0) & (i < len(x)), x[np.clip(i, 0, len(x) - 1)], 0.0)
     k = int(np.floor(lag))
-    return (1 - (lag - k)) * whole(k) + (lag - k) * whole(k + 1)
+    return (1 - (lag - k)) * sample(at - k) + (lag - k) * sample(at - k - 1)
 
 
 def postfilter(x: np.ndarray, period: np.ndarray, strength: np.ndarray, gain: float, below: float) -> np.ndarray:
@@ -90,7 +81,7 @@ def postfilter(x: np.ndarray, period: np.ndarray, strength: np.ndarray, gain: fl
         centre = f * HOP + HOP // 2
         span = slice(max(0, centre - HOP), min(len(x), centre + HOP))
         fade = 1 - np.abs(n[span] - centre) / HOP
-        comb = 0.25 * delayed(x, lag)[span] + 0.5 * x[span] + 0.25 * delayed(x, -lag)[span]
+        comb = 0.25 * delayed(x, n[span], lag) + 0.5 * x[span] + 0.25 * delayed(x, n[span], -lag)
         change[span] += fade * g * (comb - x[span])
     return x + band_pass(change, 0, below, SCORE_RATE)
 

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..datasets import list_audio
 from ..loudness import amplitude, gain_db
+from ..model import CodecModel
 from ..model.files import load_model
 from .config import TrainConfig
 from .data import load_mono, split_files
@@ -48,7 +49,7 @@ def teacher_files(manifest: str | Path, limit: int, shard: tuple[int, int] = (0,
     return chosen[index::count]
 
 
-def refine_file(model, path: Path, kbps: float, refine: int) -> dict[str, torch.Tensor]:
+def refine_file(model: CodecModel, path: Path, kbps: float, refine: int) -> dict[str, torch.Tensor]:
     """The teacher's record of one file: ``audio [N]`` at the model's rate and level,
     ``codes [levels, frames]`` refined, and ``latent [latent_dim, frames]``, their quantized latents."""
     wav = load_mono(path, model.sample_rate)
@@ -59,7 +60,7 @@ def refine_file(model, path: Path, kbps: float, refine: int) -> dict[str, torch.
     return {"audio": audio.contiguous(), "codes": codes.contiguous(), "latent": latent.contiguous()}
 
 
-def write_teacher(model, files: list[Path], out_dir: str | Path, kbps: float, refine: int) -> None:
+def write_teacher(model: CodecModel, files: list[Path], out_dir: str | Path, kbps: float, refine: int) -> None:
     """``refine_file`` of each of ``files``, saved as ``OUT_DIR/STEM.safetensors`` with the model's
     fingerprint, the bitrate and the steps in its metadata; files already there are skipped."""
     out = Path(out_dir)
@@ -80,11 +81,11 @@ def load_teacher(directory: str | Path, fingerprint: str) -> list[dict[str, torc
     there are none, or if any was made by another model."""
     records = []
     for path in sorted(Path(directory).glob("*.safetensors")):
-        with safe_open(str(path), "pt") as f:
-            made_by = f.metadata().get("fingerprint")
-        if made_by != fingerprint:
-            raise ValueError(f"{path} holds refined codes of model {made_by}, not of {fingerprint}")
-        records.append(load_file(str(path)))
+        with safe_open(str(path), "pt") as f:       # one read: the metadata and the tensors
+            made_by = (f.metadata() or {}).get("fingerprint")
+            if made_by != fingerprint:
+                raise ValueError(f"{path} holds refined codes of model {made_by}, not of {fingerprint}")
+            records.append({name: f.get_tensor(name) for name in f.keys()})
     if not records:
         raise ValueError(f"no refined codes (*.safetensors) in {directory}")
     return records
