@@ -6,27 +6,5 @@
 # ROOT holds LibriTTS/SUBSET/ (or is empty, with DOWNLOAD=1). SUBSET=train-clean-100 by default;
 # SUBSET=train-clean-100,train-clean-360,train-other-500 trains on all 555 h.
 # A run_dir=... override moves the run (and its manifest); --resume continues a stopped run.
-set -euo pipefail
-if [ $# -lt 1 ]; then
-    echo "usage: $0 ROOT [key=value ...] [--resume]" >&2
-    exit 2
-fi
-case $1 in /*) root=$1 ;; *) root=$PWD/$1 ;; esac
-shift
-cd "$(dirname "$0")/../.."            # the repository root: the paths below are relative to it
-
-name=libritts
-subset=${SUBSET:-train-clean-100}
-run_dir=runs/$name
-for arg in "$@"; do
-    case $arg in run_dir=*) run_dir=${arg#run_dir=} ;; esac
-done
-manifest=$run_dir/${subset//,/+}.tsv
-download=""
-if [ "${DOWNLOAD:-0}" = 1 ]; then download=--download; fi
-
-if [ ! -f "$manifest" ]; then
-    python -m codec.train.prepare libritts "$root" "$manifest" --subset "$subset" $download
-fi
-codec train recipes/$name/config.toml train_data="$manifest" run_dir="$run_dir" "$@"
-codec export "$run_dir/checkpoint.safetensors" "$run_dir/model.safetensors"
+source "$(dirname "$0")/../common.sh"
+prepare_train_and_export libritts "train-clean-100" "$@"
