@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
+from codec import load_model
 from codec.cli import main
 from codec.evaluation.align import align, estimate_delay, shift
 from codec.evaluation.baselines import BASELINES, parse_baselines
@@ -122,7 +123,9 @@ def test_baseline_codes_at_about_its_bitrate(speech, name, kbps):
     coded = baseline.code(speech, kbps)
     assert abs(len(coded.audio) - len(speech)) < 0.05 * RATE
     actual = coded.num_bytes * 8 / (len(speech) / RATE) / 1000
-    assert kbps * 0.95 < actual < kbps * 1.6                # Ogg pages and headers cost Opus ~1 kbps here
+    # Ogg pages and headers cost Opus about 1.3 kbps on these 3 s; opusenc's default 512 bytes of
+    # reserved tag space would add another 1.4 kbps that carries nothing (hence --padding 0)
+    assert kbps * 0.95 < actual < kbps * (1.3 if name == "opus" else 1.1)
     aligned, delay = align(speech, coded.audio, RATE)
     assert np.corrcoef(aligned, speech)[0, 1] > (0.5 if name == "opus" else 0.0)
 
@@ -224,7 +227,9 @@ def test_eval_writes_csv_plot_and_listening_page(refs, shared_tiny_model_file, t
     assert not (out / "audio" / "001_c").exists()                             # --listen 1
 
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"codec eval: model tiny (coded at -20 dBFS, beam {DEFAULT_BEAM}, refine 0) on 2 files")
+    weights = load_model(shared_tiny_model_file).fingerprint[:16]     # which snapshot of "tiny" was scored
+    assert lines[0].startswith(f"codec eval: model tiny {weights} (coded at -20 dBFS, beam {DEFAULT_BEAM}, refine 0) "
+                               "on 2 files")
     assert lines[2].split()[:3] == ["system", "kbps", "on"] and sum(ln.startswith("codec ") for ln in lines[2:]) == 2
     assert "PESQ-WB" in result.stdout and "every bitrate step" in result.stdout
 
@@ -239,7 +244,8 @@ def test_eval_reads_a_manifest_and_limits_the_files(refs, shared_tiny_model_file
                  "--out", out, "--limit", "1", "--listen", "0", "--beam", "1", "--refine", "1")
     assert result.exit_code == 0, result.stderr
     assert [(r["file"], r["nominal_kbps"]) for r in read_rows(out / "results.csv")] == [("b/c.wav", "2.4000")]
-    assert result.stdout.startswith("codec eval: model tiny (coded at -20 dBFS, beam 1, refine 1) on 1 file")
+    weights = load_model(shared_tiny_model_file).fingerprint[:16]
+    assert result.stdout.startswith(f"codec eval: model tiny {weights} (coded at -20 dBFS, beam 1, refine 1) on 1 file")
     assert "<audio" not in (out / "index.html").read_text()
 
 

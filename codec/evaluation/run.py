@@ -273,7 +273,9 @@ def evaluate(refs: str | Path, out_dir: str | Path, kbps: Sequence[float] = DEFA
     summary = summarize(rows, systems)
     model_name = model.config.name
     level = f"coded at {model.config.input_dbfs:g} dBFS" if normalize else "coded as recorded"
-    title = (f"codec eval: model {model_name} ({level}, beam {beam}, refine {refine}) "
+    # The fingerprint names the weights: every snapshot of a model shares its config's name.
+    weights = model.fingerprint[:16] if model.fingerprint else "unsaved"
+    title = (f"codec eval: model {model_name} {weights} ({level}, beam {beam}, refine {refine}) "
              f"on {len(files)} file{'s' * (len(files) != 1)}")
     labels = {OURS: f"codec ({model_name})", **{b.name: b.label for b in active}}
     csv_path, plot_path, html_path = out / CSV_NAME, out / PLOT_NAME, out / HTML_NAME
