@@ -244,6 +244,15 @@ def test_recipes_are_complete():
     assert "torchrun" in (RECIPES / "README.md").read_text()
 
 
+def test_the_shipped_models_next_phase_script_parses_and_asks_for_its_run_folder():
+    script = RECIPES / "speech16k" / "next_phase.sh"
+    assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    done = subprocess.run([str(script)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("usage:"), done.stderr
+    assert "next_phase.sh runs/" in (RECIPES / "speech16k" / "README.md").read_text()
+
+
 def test_run_script_end_to_end(tmp_path):
     """librispeech/run.sh on a fake corpus, with a stand-in `codec` that records its arguments."""
     fake_librispeech(tmp_path / "data")

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One more CPU phase of the shipped model, and the figures that decide whether to ship it: how
+# phases 2 to 5 were made and judged (docs/model_card.md, "Quality against training time").
+#
+#   recipes/speech16k/next_phase.sh RUN_DIR [key=value ...] [--resume]
+#
+# 1. Fine-tunes the shipped model with the phase-4 recipe: the whole codec, adversarial, lr 5e-5
+#    with a 1,000-step cosine (phase 4 gained in its first 1,000 steps and not after), on two
+#    threads: about an hour here. Overrides go to `codec train` (steps=..., decoder_only=true,
+#    perceptual_weight=3 stoi_weight=2, threads=1, ...); --resume continues a stopped run.
+# 2. Exports RUN_DIR/model.safetensors.
+# 3. Scores it and the shipped model on every fourth dev file, unrefined at 1.5 and 6 kbps and
+#    refined at 6 kbps (about 25 minutes on two cores), and prints `codec compare` of each pair.
+#    EVAL_LIMIT=N scores the first N of those files only.
+#
+# Ship it (copy the file to codec/pretrained/speech16k.safetensors) only if it is no worse on any
+# measure and better beyond noise on some; then the model card's figures must be measured again.
+source "$(dirname "$0")/../common.sh"
+if [ $# -lt 1 ]; then
+    echo "usage: $0 RUN_DIR [key=value ...] [--resume]" >&2
+    exit 2
+fi
+run_dir=$1
+shift
+cd "$repository_root"
+
+codec train recipes/speech16k/config.toml init_from=speech16k adversarial=true discriminator_channels=16 \
+    lr=5e-5 warmup_steps=100 steps=1000 lr_final_fraction=0.05 valid_every=500 threads=2 \
+    run_dir="$run_dir" "$@"
+codec export "$run_dir/checkpoint.safetensors" "$run_dir/model.safetensors"
+
+quarter=$run_dir/dev_quarter.tsv       # every fourth dev file: 37 files, 37 speakers
+python -c "
+import os
+from codec.datasets import list_audio
+print('path')
+print(''.join(os.path.abspath(f) + '\n' for f in list_audio('../shared/corpus/dev')[::4]), end='')" > "$quarter"
+limit=()
+if [ -n "${EVAL_LIMIT:-}" ]; then
+    limit=(--limit "$EVAL_LIMIT")
+fi
+for model in shipped new; do
+    file=speech16k
+    if [ $model = new ]; then file=$run_dir/model.safetensors; fi
+    codec eval "$quarter" --model "$file" --refine 0 --kbps 1.5,6 --baseline none --jobs 2 --listen 0 \
+        "${limit[@]}" --out "$run_dir/eval_${model}_unrefined"
+    codec eval "$quarter" --model "$file" --kbps 6 --baseline none --jobs 2 --listen 0 \
+        "${limit[@]}" --out "$run_dir/eval_${model}_refined6"
+done
+codec compare "$run_dir/eval_shipped_unrefined" "$run_dir/eval_new_unrefined"
+codec compare "$run_dir/eval_shipped_refined6" "$run_dir/eval_new_refined6"
