@@ -9,7 +9,8 @@ float16 step, and by an amount spread evenly over that range, independently from
 to weight. The float32 weights are not kept, but that is all one needs: the shipped
 weights plus such an error are, statistically, what the float32 weights were. So this
 adds ``scale`` times that error (each weight moved by up to ``scale / 2`` of its float16
-step, uniformly at random, ``--draws`` times with different seeds) and codes the first
+step, uniformly at random, ``--draws`` times with different seeds; draw k is the same
+pattern at every scale) and codes the first
 ``--seconds`` of ``--limit`` dev files through ``codec.compress``/``decompress`` with
 each copy, as ``codec encode`` and ``codec decode`` do (``--refine 0``: the encoder's own
 codes, which are deterministic; refined codes would differ by the search's chance).
@@ -38,6 +39,7 @@ from benchmarks.dev_sample import add_sample_arguments, add_scores, load_sample,
 from codec.bitstream import decode_bytes  # noqa: E402
 from codec.evaluation.run import load_reference, parse_kbps  # noqa: E402
 from codec.evaluation.scores import SCORE_RATE  # noqa: E402
+from codec.model.files import fingerprint, inference_tensors  # noqa: E402
 
 FLOAT16_SIGNIFICAND_BITS = 11       # the stored 10 and the implicit leading 1
 FLOAT16_SMALLEST_EXPONENT = -24     # the step of float16's subnormals, 2 ** -24
@@ -45,21 +47,29 @@ FLOAT16_SMALLEST_EXPONENT = -24     # the step of float16's subnormals, 2 ** -24
 
 def float16_step(w: torch.Tensor) -> torch.Tensor:
     """The spacing of float16 numbers at each value of ``w``: ``2 ** (e - 11)`` for
-    ``|w|`` in ``[2 ** (e - 1), 2 ** e)``, and 2 ** -24 among the subnormals."""
+    ``|w|`` in ``[2 ** (e - 1), 2 ** e)``, and 2 ** -24 among the subnormals and at 0."""
     _, exponent = torch.frexp(w)
-    return torch.ldexp(torch.ones_like(w), (exponent - FLOAT16_SIGNIFICAND_BITS).clamp(min=FLOAT16_SMALLEST_EXPONENT))
+    exponent = torch.where(w == 0, FLOAT16_SMALLEST_EXPONENT, exponent - FLOAT16_SIGNIFICAND_BITS)
+    return torch.ldexp(torch.ones_like(w), exponent.clamp(min=FLOAT16_SMALLEST_EXPONENT))
 
 
 def perturbed(model: codec.CodecModel, scale: float, seed: int) -> codec.CodecModel:
-    """A copy of ``model`` with every floating weight and codebook entry moved by
-    ``scale * (u - 0.5)`` of its float16 step, ``u`` uniform on [0, 1)."""
+    """A copy of ``model`` with every weight and codebook entry of its model file moved by
+    ``scale * (u - 0.5)`` of its float16 step, ``u`` uniform on [0, 1), and the fingerprint
+    of what it now holds.
+
+    The same seed draws the same ``u`` at every scale, so the scales of one draw differ in
+    size only, not in direction."""
     out = copy.deepcopy(model)
+    stored = set(inference_tensors(out))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for t in list(out.parameters()) + list(out.buffers()):
+        for name, t in list(out.named_parameters()) + list(out.named_buffers()):
             if t.is_floating_point():
                 noise = torch.rand(t.shape, generator=generator, dtype=t.dtype) - 0.5
-                t.add_(scale * noise * float16_step(t))
+                if name in stored:           # not the quantizer's training statistics
+                    t.add_(scale * noise * float16_step(t))
+    out.fingerprint = fingerprint(inference_tensors(out))
     return out
 
 

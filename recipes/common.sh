@@ -10,7 +10,8 @@
 # prepared manifest goes into the run's folder and is reused by a --resume.
 
 set -euo pipefail
-repository_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# (CDPATH= : an exported CDPATH would make cd print the folder into the variable)
+repository_root=$(CDPATH= cd -- "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The run folder: run_dir=... among the overrides, else runs/NAME.
 run_dir_for() {
@@ -42,7 +43,10 @@ prepare_train_and_export() {
     local root=$1
     shift
     case $root in /*) ;; *) root=$PWD/$root ;; esac
-    local subset=${SUBSET:-$default_subset} run_dir options=()
+    local subset="" run_dir options=()
+    if [ -n "$default_subset" ]; then
+        subset=${SUBSET:-$default_subset}      # a corpus without subsets ignores SUBSET
+    fi
     run_dir=$(run_dir_for "$name" "$@")
     local manifest=$run_dir/manifest.tsv
     if [ -n "$subset" ]; then
@@ -54,7 +58,8 @@ prepare_train_and_export() {
     fi
     cd "$repository_root"
     if [ ! -f "$manifest" ]; then
-        python -m codec.train.prepare "$name" "$root" "$manifest" "${options[@]}"
+        # ${options[@]+...}: an empty array is "unbound" to bash before 4.4 under set -u
+        python -m codec.train.prepare "$name" "$root" "$manifest" ${options[@]+"${options[@]}"}
     fi
     train_and_export "$name" "$manifest" "$@"
 }

@@ -91,7 +91,8 @@ def _opus(wav: np.ndarray, kbps: float, tmp: Path) -> Coded:
     """Opus at ``kbps`` hard CBR: ``[samples]`` 16 kHz in, ``[samples]`` 16 kHz out."""
     sf.write(tmp / "in.wav", _pcm16(wav), RATE, subtype="PCM_16")
     # --padding 0: opusenc otherwise reserves 512 empty bytes for tags someone might add later,
-    # which would count against Opus's bitrate on disk (0.9 kbps on a 5 s file) and carry no audio.
+    # which would count against Opus's bitrate on disk (about 1 kbps on a 5 s file, with the Ogg
+    # pages they spill into) and carry no audio.
     _run(["opusenc", "--quiet", "--hard-cbr", "--bitrate", f"{kbps:g}", "--padding", "0",
           str(tmp / "in.wav"), str(tmp / "coded.opus")])
     _run(["opusdec", "--quiet", "--rate", str(RATE), str(tmp / "coded.opus"), str(tmp / "out.wav")])

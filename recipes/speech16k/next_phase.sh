@@ -10,7 +10,7 @@
 #    perceptual_weight=3 stoi_weight=2, threads=1, ...); --resume continues a stopped run.
 # 2. Exports RUN_DIR/model.safetensors.
 # 3. Scores it and the shipped model on every fourth dev file, unrefined at 1.5 and 6 kbps and
-#    refined at 6 kbps (about 25 minutes on two cores), and prints `codec compare` of each pair.
+#    refined at 6 kbps (about 30 minutes on two cores), and prints `codec compare` of each pair.
 #    EVAL_LIMIT=N scores the first N of those files only.
 #
 # Ship it (copy the file to codec/pretrained/speech16k.safetensors) only if it is no worse on any
@@ -20,13 +20,27 @@ if [ $# -lt 1 ]; then
     echo "usage: $0 RUN_DIR [key=value ...] [--resume]" >&2
     exit 2
 fi
-run_dir=$1
+case $1 in /*) run_dir=$1 ;; *) run_dir=$PWD/$1 ;; esac
 shift
+for arg in "$@"; do
+    case $arg in run_dir=*) echo "$0: give the run's folder as RUN_DIR, not run_dir=" >&2; exit 2 ;; esac
+done
+# Ctrl-C stops the trainer, which saves a checkpoint and exits 0: stop here too, not go on to score it.
+trap 'exit 130' INT TERM
 cd "$repository_root"
 
 codec train recipes/speech16k/config.toml init_from=speech16k adversarial=true discriminator_channels=16 \
     lr=5e-5 warmup_steps=100 steps=1000 lr_final_fraction=0.05 valid_every=500 threads=2 \
     run_dir="$run_dir" "$@"
+# A trainer stopped some other way (killed, out of time) also leaves a checkpoint short of its
+# schedule: export and score only a finished run; --resume finishes it.
+python -c "
+import sys
+from codec.train.checkpoint import load_checkpoint
+saved = load_checkpoint(sys.argv[1])
+step, steps = saved['step'], saved['config']['steps']
+if step < steps:
+    sys.exit(f'the run stopped at step {step} of {steps}: continue it with --resume')" "$run_dir/checkpoint.safetensors"
 codec export "$run_dir/checkpoint.safetensors" "$run_dir/model.safetensors"
 
 quarter=$run_dir/dev_quarter.tsv       # every fourth dev file: 37 files, 37 speakers
@@ -43,9 +57,9 @@ for model in shipped new; do
     file=speech16k
     if [ $model = new ]; then file=$run_dir/model.safetensors; fi
     codec eval "$quarter" --model "$file" --refine 0 --kbps 1.5,6 --baseline none --jobs 2 --listen 0 \
-        "${limit[@]}" --out "$run_dir/eval_${model}_unrefined"
+        ${limit[@]+"${limit[@]}"} --out "$run_dir/eval_${model}_unrefined"
     codec eval "$quarter" --model "$file" --kbps 6 --baseline none --jobs 2 --listen 0 \
-        "${limit[@]}" --out "$run_dir/eval_${model}_refined6"
+        ${limit[@]+"${limit[@]}"} --out "$run_dir/eval_${model}_refined6"
 done
 codec compare "$run_dir/eval_shipped_unrefined" "$run_dir/eval_new_unrefined"
 codec compare "$run_dir/eval_shipped_refined6" "$run_dir/eval_new_refined6"
