@@ -66,6 +66,8 @@ def perturbed(model: codec.CodecModel, scale: float, seed: int) -> codec.CodecMo
     with torch.no_grad():
         for name, t in list(out.named_parameters()) + list(out.named_buffers()):
             if t.is_floating_point():
+                # Drawn for the training statistics too, and thrown away, so that a
+                # seed draws what it drew for the figures in docs/model_card.md.
                 noise = torch.rand(t.shape, generator=generator, dtype=t.dtype) - 0.5
                 if name in stored:           # not the quantizer's training statistics
                     t.add_(scale * noise * float16_step(t))

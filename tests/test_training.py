@@ -30,7 +30,7 @@ from codec.cli import main as cli
 from codec.model import load_model
 from codec.model.files import inference_tensors
 from codec.spectral import LowBandDistance
-from codec.train.checkpoint import load_checkpoint
+from codec.train.checkpoint import checkpoint_progress, load_checkpoint
 from codec.train.config import TrainConfig
 from codec.train.distributed import checksums, first_disagreement
 from codec.train.export import inference_model, training_model
@@ -293,11 +293,13 @@ def test_signal_leaves_a_resumable_checkpoint(tmp_path, config_file, signum):
     step = int(match.group(1))
     assert step > 0
     assert load_checkpoint(run_dir / "checkpoint.safetensors")["step"] == step
+    assert checkpoint_progress(run_dir / "checkpoint.safetensors") == (step, 100000)   # stopped short
     assert not [p for p in run_dir.rglob("*") if p.name.endswith(".part")]
 
     resumed = run_training(config_file, run_dir, f"steps={step + 1}", resume=True)
     assert f"at step {step}" in resumed.stdout
     assert load_checkpoint(run_dir / "checkpoint.safetensors")["step"] == step + 1
+    assert checkpoint_progress(run_dir / "checkpoint.safetensors") == (step + 1, step + 1)   # finished
 
 
 @pytest.mark.slow

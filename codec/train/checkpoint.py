@@ -57,15 +57,29 @@ def save_checkpoint(path: Path, *, step: int, config: dict, model: dict[str, tor
         tmp.unlink(missing_ok=True)     # left only if the write failed
 
 
+def checkpoint_progress(path: Path) -> tuple[int, int]:
+    """``(step reached, steps scheduled)`` of a checkpoint, from its metadata alone: a stopped
+    run is told from a finished one without reading its tensors."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata = _metadata(f, path)
+    return int(metadata["step"]), int(json.loads(metadata["config"])["steps"])
+
+
+def _metadata(f, path: Path) -> dict[str, str]:
+    """The metadata of an open checkpoint file; ValueError if it is not one."""
+    metadata = f.metadata() or {}
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a codec training checkpoint")
+    return metadata
+
+
 def load_checkpoint(path: Path) -> dict:
     """Returns ``{step, config, model, ema, optimizer, rng, rng_cuda, discriminator,
     discriminator_optimizer}``; optimizers are state_dicts; rng_cuda is None for a
     checkpoint written without a GPU, the discriminator entries None without one."""
     with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata()
+        metadata = _metadata(f, path)       # before reading the tensors of what may not be one
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a codec training checkpoint")
     groups: dict[str, dict] = {"model": {}, "ema": {}, "disc": {}}
     states: dict[str, dict[int, dict]] = {"optim": {}, "doptim": {}}
     for name, t in tensors.items():

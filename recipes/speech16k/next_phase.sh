@@ -36,9 +36,8 @@ codec train recipes/speech16k/config.toml init_from=speech16k adversarial=true d
 # schedule: export and score only a finished run; --resume finishes it.
 python -c "
 import sys
-from codec.train.checkpoint import load_checkpoint
-saved = load_checkpoint(sys.argv[1])
-step, steps = saved['step'], saved['config']['steps']
+from codec.train.checkpoint import checkpoint_progress
+step, steps = checkpoint_progress(sys.argv[1])
 if step < steps:
     sys.exit(f'the run stopped at step {step} of {steps}: continue it with --resume')" "$run_dir/checkpoint.safetensors"
 codec export "$run_dir/checkpoint.safetensors" "$run_dir/model.safetensors"
