@@ -15,6 +15,8 @@
 #
 # Ship it (copy the file to codec/pretrained/speech16k.safetensors) only if it is no worse on any
 # measure and better beyond noise on some; then the model card's figures must be measured again.
+# From phase 5 (shipped), neither this default recipe (-0.026 PESQ-WB unrefined at 6 kbps) nor
+# phase 5's own (within noise) gained: docs/experiments.md, "Two more phases from phase 5".
 source "$(dirname "$0")/../common.sh"
 if [ $# -lt 1 ]; then
     echo "usage: $0 RUN_DIR [key=value ...] [--resume]" >&2
