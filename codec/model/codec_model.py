@@ -33,6 +33,9 @@ class CodecConfig:
     channels: int = 32                      # width of the first encoder stage; doubles per stage
     strides: tuple[int, ...] = (2, 4, 5, 8)  # encoder order; the hop is their product
     dilations: tuple[int, ...] = (1, 3, 9)  # one residual unit per dilation in each stage
+    # the decoder's own units per stage, if it is to be deeper than the encoder; () = dilations.
+    # A trained decoder can grow this way (training's init_from: the new units start as identities)
+    decoder_dilations: tuple[int, ...] = ()
     latent_dim: int = 128
     levels: int = 32                        # RVQ codebooks
     codebook_bits: int = 10                 # 2**bits entries per codebook
@@ -90,7 +93,7 @@ class CodecModel(nn.Module):
         self.quantizer = ResidualVectorQuantizer(
             config.latent_dim, config.levels, 2 ** config.codebook_bits,
             decay=config.ema_decay, dead_fraction=config.dead_code_fraction)
-        self.decoder = Decoder(**conv_args)
+        self.decoder = Decoder(**{**conv_args, "dilations": config.decoder_dilations or config.dilations})
         self.fingerprint: str | None = None
 
     # -- bitrate ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..errors import ModelError
 from ..model import CodecModel, save_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .growth import grow_decoder, start_as_identity
 
 
 def conv_layers(model: nn.Module) -> list[nn.Module]:
@@ -29,17 +30,25 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
     codebooks of ``start``, an inference model of the same architecture (``init_from``).
     With ``decoder_only`` the encoder's weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
+    added = []
     if start is not None:
-        mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
-                    if k != "name" and getattr(start.config, k) != v}
+        # a decoder may grow (growth.py); every other field must match
+        mine, theirs = config.model, start.config
+        grows = (mine.decoder_dilations or mine.dilations) != (theirs.decoder_dilations or theirs.dilations)
+        mismatch = {k: (v, getattr(theirs, k)) for k, v in mine.to_dict().items()
+                    if k not in ("name", "decoder_dilations") and getattr(theirs, k) != v}
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
-        model.load_state_dict(start.state_dict())
+        if grows:
+            added = grow_decoder(model, start)
+        else:
+            model.load_state_dict(start.state_dict())
         for vq in model.quantizer.levels:   # the file kept no training statistics: start them afresh
             vq.adopt()
     for conv in conv_layers(model):
         weight_norm(conv)       # g and v are computed from the weights it starts with
+    start_as_identity(added)
     if config.frozen_part:      # after weight norm, whose g and v are the weights that train
         getattr(model, config.frozen_part).requires_grad_(False)
     return model
