@@ -21,6 +21,11 @@ def grown_config(start, decoder_dilations: tuple[int, ...]) -> TrainConfig:
                        decoder_only=True, init_from="unused: the model is passed in")
 
 
+def new_units_of(model) -> list:
+    """The tiny model's units of dilation 3: what growing its (1,) to (1, 3) adds."""
+    return [m for m in model.decoder.net if getattr(m, "block", None) is not None and m.block[1].dilation == (3,)]
+
+
 def decode(model, wav: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(wav, 6)[0]
@@ -37,8 +42,7 @@ def test_a_grown_decoder_decodes_as_the_trained_one_then_its_new_units_learn(tmp
     # the new units' output magnitudes, zero at the start, are what the gradient reaches first
     model.train()
     model(wav, 6)[0].pow(2).mean().backward()
-    new_units = [m for name, m in model.decoder.net.named_children()
-                 if getattr(m, "block", None) is not None and m.block[1].dilation == (3,)]
+    new_units = new_units_of(model)
     assert len(new_units) == len(start.config.strides)
     for unit in new_units:
         g = unit.block[-1].parametrizations.weight.original0
@@ -69,3 +73,22 @@ def test_growth_may_insert_units_before_the_trained_ones(shared_tiny_model_file)
     model = training_model(grown_config(start, (9, 1)), start)
     wav = torch.from_numpy(speech_like(0.5, seed=1))[None]
     np.testing.assert_allclose(decode(model, wav).numpy(), decode(start, wav).numpy(), atol=1e-6)
+
+
+def test_the_new_units_learn_at_their_own_rate(shared_tiny_model_file):
+    from codec.train.train import build_optimizer, learning_rate, set_learning_rate
+
+    start = load_model(shared_tiny_model_file)
+    config = dataclasses.replace(grown_config(start, (1, 3)), grown_lr_scale=10.0)
+    model = training_model(config, start)
+    old, new = build_optimizer(model, config).param_groups
+    new_ids = {id(p) for p in new["params"]}
+    assert new_ids == {id(p) for unit in new_units_of(model) for p in unit.parameters()}
+    assert {id(p) for p in old["params"]} | new_ids == {id(p) for p in model.parameters() if p.requires_grad}
+    optimizer = build_optimizer(model, config)
+    set_learning_rate(optimizer, 100, config)
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(10 * optimizer.param_groups[0]["lr"])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(learning_rate(100, config))
+    # a model that did not grow has one group
+    plain = TrainConfig(model=start.config)
+    assert len(build_optimizer(training_model(plain, start), plain).param_groups) == 1

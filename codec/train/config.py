@@ -49,6 +49,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 500
     lr_final_fraction: float = 0.05       # cosine decay to this fraction of lr
+    # a grown decoder's new residual units (model.decoder_dilations, codec/train/growth.py) learn
+    # at this multiple of lr: they start at zero, and Adam moves a weight by about lr a step, so
+    # at a fine-tune's small lr they would barely move
+    grown_lr_scale: float = 1.0
     grad_clip: float = 1.0
     weight_ema: float = 0.999             # EMA decay of the exported weights, reached after
                                           # a ramp (train.ema_decay); 0 disables the EMA

@@ -12,6 +12,8 @@ units add (the function-preserving growth of Net2Net, Chen et al. 2016).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -69,3 +71,15 @@ def start_as_identity(units: list[ResidualUnit]) -> None:
             else:
                 out.weight.zero_()
             out.bias.zero_()
+
+
+def new_units(model: CodecModel) -> list[ResidualUnit]:
+    """The decoder's residual units beyond those of the encoder's dilations: the units a
+    growth added, found from the config alone, so that a resumed run finds the same ones."""
+    config = model.config
+    if not config.decoder_dilations:
+        return []
+    plain = CodecModel(dataclasses.replace(config, decoder_dilations=())).decoder.net
+    grown = CodecModel(config).decoder.net       # model's own may be weight-normalised
+    matched = set(grown_layers(plain, grown))
+    return [model.decoder.net[j] for j in range(len(grown)) if j not in matched]

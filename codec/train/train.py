@@ -46,6 +46,7 @@ from .config import TrainConfig
 from .data import CropDataset, StepBatchSampler, load_mono, split_files
 from .distributed import check_ranks_agree, save_rank_state
 from .export import inference_model, training_model
+from .growth import new_units
 from .losses import ReconstructionLoss
 
 
@@ -103,7 +104,7 @@ class Adversary:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, c: TrainConfig) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(step, c)
+        group["lr"] = learning_rate(step, c) * group.get("lr_scale", 1.0)
 
 
 def build_adversary(c: TrainConfig, device: torch.device) -> Adversary | None:
@@ -123,9 +124,14 @@ JUDGE_FIELDS = ("discriminator_windows", "discriminator_periods", "discriminator
 
 
 def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the weights that learn: all but those ``training_model`` froze."""
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                             lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    """AdamW over the weights that learn: all but those ``training_model`` froze. A grown
+    decoder's new units (growth.py) are a second group, at ``grown_lr_scale`` times the rate."""
+    grown = {id(p) for unit in new_units(model) for p in unit.parameters()}
+    learning = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in learning if id(p) not in grown], "lr_scale": 1.0}]
+    if grown:
+        groups.append({"params": [p for p in learning if id(p) in grown], "lr_scale": c.grown_lr_scale})
+    return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
 
 
 def train_mode(model: CodecModel, c: TrainConfig) -> None:
@@ -288,7 +294,10 @@ def _train(config: TrainConfig, resume: bool) -> None:
                 raise CodecError(f"{checkpoint_path} was trained with {flag}={str(not getattr(c, flag)).lower()}: "
                                  f"to switch, export it and start a new run with init_from=THE_EXPORTED_FILE")
         model.load_state_dict(saved["model"])
+        scales = [group["lr_scale"] for group in optimizer.param_groups]
         optimizer.load_state_dict(saved["optimizer"])
+        for group, scale in zip(optimizer.param_groups, scales):    # the config given wins here too
+            group["lr_scale"] = scale
         ema = {k: v.to(device) for k, v in saved["ema"].items()}
         torch.set_rng_state(saved["rng"])
         if device.type == "cuda" and saved.get("rng_cuda") is not None:
