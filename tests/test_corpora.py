@@ -253,6 +253,23 @@ def test_the_shipped_models_next_phase_script_parses_and_asks_for_its_run_folder
     assert "next_phase.sh runs/" in (RECIPES / "speech16k" / "README.md").read_text()
 
 
+def test_next_phase_reuses_no_shipped_scores_it_cannot_vouch_for(tmp_path):
+    """SHIPPED_SCORES saves rescoring the shipped model, but only with scores of that model, on
+    as many files, by the same code: anything else stops the script before it trains."""
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "SHIPPED_SCORES": str(earlier)}
+    script = str(RECIPES / "speech16k" / "next_phase.sh")
+    for stale in (None, "0123456789abcdef files=all code=unknown"):
+        if stale:
+            (earlier / "eval_shipped.id").write_text(stale + "\n")
+        done = subprocess.run([script, str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and "leave SHIPPED_SCORES unset" in done.stderr, done.stderr
+        assert not (tmp_path / "run").exists()          # it stopped before training
+
+
 def test_run_script_end_to_end(tmp_path):
     """librispeech/run.sh on a fake corpus, with a stand-in `codec` that records its arguments."""
     fake_librispeech(tmp_path / "data")
