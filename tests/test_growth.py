@@ -12,6 +12,7 @@ from codec.errors import ModelError
 from codec.model import load_model, save_model
 from codec.train.config import TrainConfig
 from codec.train.export import inference_model, training_model
+from codec.train.growth import new_units
 
 from .conftest import speech_like
 
@@ -81,14 +82,35 @@ def test_the_new_units_learn_at_their_own_rate(shared_tiny_model_file):
     start = load_model(shared_tiny_model_file)
     config = dataclasses.replace(grown_config(start, (1, 3)), grown_lr_scale=10.0)
     model = training_model(config, start)
-    old, new = build_optimizer(model, config).param_groups
+    old, new = build_optimizer(model, config, start.config).param_groups
     new_ids = {id(p) for p in new["params"]}
     assert new_ids == {id(p) for unit in new_units_of(model) for p in unit.parameters()}
     assert {id(p) for p in old["params"]} | new_ids == {id(p) for p in model.parameters() if p.requires_grad}
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, start.config)
     set_learning_rate(optimizer, 100, config)
     assert optimizer.param_groups[1]["lr"] == pytest.approx(10 * optimizer.param_groups[0]["lr"])
     assert optimizer.param_groups[0]["lr"] == pytest.approx(learning_rate(100, config))
-    # a model that did not grow has one group
+    # a model that did not grow has one group, and so has a grown one fine-tuned as it is
     plain = TrainConfig(model=start.config)
-    assert len(build_optimizer(training_model(plain, start), plain).param_groups) == 1
+    assert len(build_optimizer(training_model(plain, start), plain, start.config).param_groups) == 1
+    grown = inference_model(config, model.state_dict())
+    assert len(build_optimizer(training_model(config, grown), config, grown.config).param_groups) == 1
+
+
+def test_a_grown_decoder_grows_again_and_only_the_newest_units_are_new(shared_tiny_model_file):
+    start = load_model(shared_tiny_model_file)
+    once = grown_config(start, (1, 3))
+    grown = inference_model(once, training_model(once, start).state_dict())     # in memory, weight norm folded
+    twice = grown_config(grown, (1, 3, 9))
+    model = training_model(twice, grown)
+    added = new_units(model, grown.config)
+    assert [unit.block[1].dilation for unit in added] == [(9,)] * len(start.config.strides)
+    wav = torch.from_numpy(speech_like(0.5, seed=2))[None]
+    torch.testing.assert_close(decode(model, wav), decode(start, wav), rtol=0, atol=1e-6)
+
+
+def test_the_encoder_alone_cannot_train_a_grown_decoder(shared_tiny_model_file):
+    start = load_model(shared_tiny_model_file)
+    config = dataclasses.replace(grown_config(start, (1, 3)), decoder_only=False, encoder_only=True)
+    with pytest.raises(ModelError, match="new units would never learn"):
+        training_model(config, start)

@@ -9,12 +9,12 @@ import torch
 
 import codec
 from codec.bitstream import decode_bytes
-from codec.model import load_model
+from codec.model import CodecModel, load_model
 from codec.model import refine as refinement
-from codec.model.refine import CONTEXT_FRAMES, DEFAULT_REFINE, MEL_WINDOWS, STFT_WINDOWS, refine_codes
+from codec.model.refine import CONTEXT_FRAMES, DEFAULT_REFINE, MEL_WINDOWS, STFT_WINDOWS, context_frames, refine_codes
 from codec.spectral import LowBandDistance, SpectralDistance
 
-from .conftest import one_line_error, run, speech_like
+from .conftest import one_line_error, run, speech_like, tiny_config
 
 
 def distance_of(model, codes: torch.Tensor, audio: torch.Tensor) -> float:
@@ -100,15 +100,28 @@ def test_each_block_is_decoded_behind_the_codes_before_it(shared_tiny_model_file
     assert torch.equal(contexts[2], codes[:, :, 100 - CONTEXT_FRAMES:100])
 
 
-@pytest.mark.parametrize("model_name", ["tiny", "speech16k"])
+@pytest.mark.parametrize("model_name", ["tiny", "speech16k", "deep decoder"])
 def test_the_context_covers_the_decoders_receptive_field(shared_tiny_model_file, model_name):
-    """A block decoded behind CONTEXT_FRAMES frames sounds as it does in the whole stream."""
-    model = load_model(shared_tiny_model_file if model_name == "tiny" else None)
-    latent = 0.2 * torch.randn(1, model.config.latent_dim, 40)
-    with torch.no_grad():
-        whole = model.decoder(latent)[..., 30 * model.hop:]
-        behind_context = model.decoder(latent[..., 30 - CONTEXT_FRAMES:])[..., CONTEXT_FRAMES * model.hop:]
-    torch.testing.assert_close(behind_context, whole, rtol=0, atol=1e-5)
+    """A block decoded behind context_frames(model) frames sounds as it does in the whole
+    stream; a decoder that sees further back than CONTEXT_FRAMES gets a longer context."""
+    if model_name == "deep decoder":        # a unit of dilation 81 in each stage
+        model = CodecModel(tiny_config(decoder_dilations=(1, 81))).eval()
+    else:
+        model = load_model(shared_tiny_model_file if model_name == "tiny" else None)
+    context = context_frames(model)
+    start = context + 10                    # the block's first frame
+    latent = 0.2 * torch.randn(1, model.config.latent_dim, start + 10)
+
+    def behind(frames: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model.decoder(latent[..., start - frames:])[..., frames * model.hop:]
+
+    whole = behind(start)
+    torch.testing.assert_close(behind(context), whole, rtol=0, atol=1e-5)
+    if model_name == "deep decoder":
+        assert context > CONTEXT_FRAMES and not torch.allclose(behind(CONTEXT_FRAMES), whole, atol=1e-5)
+    else:
+        assert context == CONTEXT_FRAMES        # these models' codes do not change with the rule
 
 
 def test_refinement_works_in_inference_mode_and_on_odd_lengths(shared_tiny_model_file):

@@ -536,6 +536,23 @@ def test_training_one_part_leaves_the_other_and_the_codebooks_as_loaded(tmp_path
     assert f"was trained with {trained}_only=true" in result.stderr
 
 
+def test_a_grown_decoder_trains_and_resumes_with_its_new_units_at_their_own_rate(tmp_path, config_file,
+                                                                                 tiny_model_file):
+    grow = [f"init_from={tiny_model_file}", "decoder_only=true", "model.decoder_dilations=[1,3]",
+            "grown_lr_scale=10", "warmup_steps=1"]
+    run_training(config_file, tmp_path / "run", "steps=1", *grow)
+    run_training(config_file, tmp_path / "run", "steps=2", *grow, resume=True)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert saved["step"] == 2
+    groups = saved["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])
+    # the new units (dilation 3, after each stage's unit of dilation 1) moved from their zero start
+    for i in (4, 8, 12, 16):
+        magnitude = saved["model"][f"decoder.net.{i}.block.3.parametrizations.weight.original0"]
+        assert 0 < magnitude.abs().max() < 0.1, i
+
+
 def test_one_part_or_the_whole_model_not_both_parts_alone(tiny_model_file):
     with pytest.raises(ValueError, match="exclude each other"):
         TrainConfig.from_dict({"init_from": str(tiny_model_file), "decoder_only": True, "encoder_only": True})

@@ -1,7 +1,7 @@
 """The neural codec: causal SEANet encoder, residual vector quantizer, mirrored decoder."""
 
 from .codec_model import CodecConfig, CodecModel
-from .files import load_model, save_model
+from .files import load_model, read_config, save_model
 from .streaming import StreamingDecoder, StreamingEncoder
 
-__all__ = ["CodecConfig", "CodecModel", "load_model", "save_model", "StreamingDecoder", "StreamingEncoder"]
+__all__ = ["CodecConfig", "CodecModel", "load_model", "read_config", "save_model", "StreamingDecoder", "StreamingEncoder"]

@@ -73,6 +73,13 @@ class CodecConfig:
         return cls(**d)
 
 
+def decoder_for(config: CodecConfig) -> Decoder:
+    """A fresh decoder of ``config``'s layout (the encoder's, or ``decoder_dilations``' units)."""
+    return Decoder(channels=config.channels, strides=config.strides, latent_dim=config.latent_dim,
+                   dilations=config.decoder_dilations or config.dilations, kernel_size=config.kernel_size,
+                   residual_kernel_size=config.residual_kernel_size, act=config.activation)
+
+
 class CodecModel(nn.Module):
     """Causal SEANet encoder + RVQ + mirrored decoder.
 
@@ -93,7 +100,7 @@ class CodecModel(nn.Module):
         self.quantizer = ResidualVectorQuantizer(
             config.latent_dim, config.levels, 2 ** config.codebook_bits,
             decay=config.ema_decay, dead_fraction=config.dead_code_fraction)
-        self.decoder = Decoder(**{**conv_args, "dilations": config.decoder_dilations or config.dilations})
+        self.decoder = decoder_for(config)
         self.fingerprint: str | None = None
 
     # -- bitrate ---------------------------------------------------------------

@@ -115,6 +115,15 @@ def load_model(name_or_path: str | os.PathLike | None = None) -> CodecModel:
     return model.eval()
 
 
+def read_config(name_or_path: str | os.PathLike) -> CodecConfig:
+    """A model file's config, without loading its weights."""
+    path = resolve(name_or_path)
+    try:
+        return CodecConfig.from_dict(json.loads(read_metadata(path)["config"]))
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        raise ModelError(f"{path} is not a readable codec model file ({e})") from None
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The header metadata of a model file, without loading its tensors."""
     from safetensors import safe_open

@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 # latency of one frame.
 DEFAULT_REFINE = 30
 BLOCK_FRAMES = 50           # 1 s at 50 frames/s
-CONTEXT_FRAMES = 16         # speech16k's decoder sees 11 frames back (test_refine.py checks 16 suffice)
+# the fewest frames of final codes kept before each block; a decoder that sees further back
+# (Decoder.history_frames: speech16k's sees at most 13) gets as many as it sees (context_frames)
+CONTEXT_FRAMES = 16
 LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent RMS
 # 2 ms windows resolve single pitch periods, so the search also fixes harmonics whose
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
@@ -92,7 +94,7 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
         levels: how many levels to code with.
         beam: the width of the quantizer's search at each step (ResidualVectorQuantizer.encode).
         steps: Adam steps; 0 returns the quantizer's codes of ``latent``.
-        context: final codes of the frames just before, ``[1, levels, <= CONTEXT_FRAMES]``.
+        context: final codes of the frames just before, ``[1, levels, <= context_frames(model)]``.
     Returns:
         codes ``[1, levels, frames]``.
     """
@@ -119,6 +121,12 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
                 (z.grad,) = torch.autograd.grad(d, z)
                 optimizer.step()
     return best_codes
+
+
+def context_frames(model: CodecModel) -> int:
+    """Frames of final codes kept before each block: all the decoder can see, and at least
+    CONTEXT_FRAMES, so that the codes of models that see less do not change with this rule."""
+    return max(CONTEXT_FRAMES, model.decoder.history_frames())
 
 
 @contextmanager
@@ -175,9 +183,10 @@ class BlockRefiner:
     """
 
     def __init__(self, model: CodecModel, levels: int, channels: int, beam: int, steps: int,
-                 block: int = BLOCK_FRAMES, context: int = CONTEXT_FRAMES) -> None:
+                 block: int = BLOCK_FRAMES, context: int | None = None) -> None:
         self.model, self.levels, self.channels, self.beam, self.steps = model, levels, channels, beam, steps
-        self.block, self.context_frames = whole_number("block", block, 1), whole_number("context", context, 0)
+        self.block = whole_number("block", block, 1)
+        self.context_frames = context_frames(model) if context is None else whole_number("context", context, 0)
         self.latents: list[torch.Tensor] = []
         self.frames: list[torch.Tensor] = []
         self.context: torch.Tensor | None = None     # [channels, levels, <= context], made on the latents' device

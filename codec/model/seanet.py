@@ -145,3 +145,18 @@ class Decoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.net(latent)
+
+    def history_frames(self) -> int:
+        """How many latent frames before its own frame an output sample can depend on: the
+        context a block needs to decode as it does inside the whole stream (refine.py). An
+        upper bound, summed layer by layer along the longest path (through every residual
+        branch), each layer's reach measured at the rate it runs at."""
+        frames, rate = 0.0, 1           # rate: samples of the layer's input per latent frame
+        for layer in self.net:
+            for conv in layer.block if isinstance(layer, ResidualUnit) else [layer]:
+                if isinstance(conv, CausalConvTranspose1d):
+                    frames += math.ceil((conv.kernel_size[0] - 1) / conv.stride[0]) / rate
+                    rate *= conv.stride[0]
+                elif isinstance(conv, CausalConv1d):
+                    frames += (conv.kernel_size[0] - 1) * conv.dilation[0] / rate
+        return math.ceil(frames)

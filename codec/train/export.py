@@ -27,8 +27,9 @@ def conv_layers(model: nn.Module) -> list[nn.Module]:
 
 def training_model(config: TrainConfig, start: CodecModel | None = None) -> CodecModel:
     """A model with weight-normalised convolutions: fresh, or starting from the weights and
-    codebooks of ``start``, an inference model of the same architecture (``init_from``).
-    With ``decoder_only`` the encoder's weights are frozen, with ``encoder_only`` the decoder's."""
+    codebooks of ``start``, an inference model of the same architecture (``init_from``) or
+    one whose decoder this config grows (growth.py). With ``decoder_only`` the encoder's
+    weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
     added = []
     if start is not None:
@@ -40,6 +41,8 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
+        if grows and config.encoder_only:
+            raise ModelError("encoder_only=true freezes the decoder: its new units would never learn")
         if grows:
             added = grow_decoder(model, start)
         else:
@@ -47,11 +50,24 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
         for vq in model.quantizer.levels:   # the file kept no training statistics: start them afresh
             vq.adopt()
     for conv in conv_layers(model):
-        weight_norm(conv)       # g and v are computed from the weights it starts with
+        normalise(conv)
     start_as_identity(added)
     if config.frozen_part:      # after weight norm, whose g and v are the weights that train
         getattr(model, config.frozen_part).requires_grad_(False)
     return model
+
+
+def normalise(conv: nn.Module) -> None:
+    """Weight normalisation, ``w = g v / |v|`` per output channel, with g and v computed from
+    the weights the layer starts with. An output channel whose weights are all zero (a grown
+    unit's output, exported before it learned) keeps g = 0 with a random direction v: v = 0
+    would make ``v / |v|`` undefined."""
+    zero = conv.weight.detach().flatten(1).norm(dim=1) == 0
+    weight_norm(conv)
+    if zero.any():
+        with torch.no_grad():
+            v = conv.parametrizations.weight.original1
+            v[zero] = torch.randn_like(v[zero])
 
 
 def fold_weight_norm(model: CodecModel) -> CodecModel:

@@ -12,33 +12,37 @@ units add (the function-preserving growth of Net2Net, Chen et al. 2016).
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import ModelError
-from ..model import CodecModel
+from ..model import CodecConfig, CodecModel
+from ..model.codec_model import decoder_for
 from ..model.seanet import ResidualUnit
 
 
 def _signature(layer: nn.Module) -> str:
     # the module's repr names its kind, widths, kernel and dilation; its parameters'
     # shapes add what a repr leaves out (Snake's channel count)
-    return repr(layer) + repr([tuple(p.shape) for p in layer.parameters()])
+    return repr(layer) + repr(sorted((name, tuple(p.shape)) for name, p in layer.named_parameters()))
 
 
-def grown_layers(trained: nn.Sequential, grown: nn.Sequential) -> list[int]:
-    """Indices of ``grown``'s layers that take ``trained``'s layers, in order; every other
-    layer of ``grown`` is new. Raises ModelError if ``grown`` does not contain ``trained``."""
+def layer_map(trained: CodecConfig, grown: CodecConfig) -> list[int]:
+    """For each layer of ``trained``'s decoder, the index of the layer of ``grown``'s that takes
+    it; ``grown``'s other layers are new. Raises ModelError if ``grown``'s decoder does not
+    contain ``trained``'s in order. Compares fresh decoders of the two layouts, so weight
+    normalisation or its removal in the models themselves does not matter."""
+    old, new = decoder_for(trained).net, decoder_for(grown).net
     matched, j = [], 0
-    for layer in trained:
+    for layer in old:
         want = _signature(layer)
-        while j < len(grown) and _signature(grown[j]) != want:
+        while j < len(new) and _signature(new[j]) != want:
             j += 1
-        if j == len(grown):
-            raise ModelError(f"the decoder cannot grow from the trained one: no place for its layer {layer}")
+        if j == len(new):
+            raise ModelError(f"the decoder cannot grow from the trained one: its units' dilations "
+                             f"{list(grown.decoder_dilations or grown.dilations)} do not contain the trained "
+                             f"{list(trained.decoder_dilations or trained.dilations)} in order")
         matched.append(j)
         j += 1
     return matched
@@ -50,10 +54,16 @@ def grow_decoder(model: CodecModel, trained: CodecModel) -> list[ResidualUnit]:
     model.encoder.load_state_dict(trained.encoder.state_dict())
     model.quantizer.load_state_dict(trained.quantizer.state_dict())
     old, new = trained.decoder.net, model.decoder.net
-    matched = grown_layers(old, new)
-    for i, j in enumerate(matched):
+    for i, j in enumerate(layer_map(trained.config, model.config)):
         new[j].load_state_dict(old[i].state_dict())
-    added = [layer for j, layer in enumerate(new) if j not in set(matched)]
+    return new_units(model, trained.config)
+
+
+def new_units(model: CodecModel, trained: CodecConfig) -> list[ResidualUnit]:
+    """The residual units of ``model``'s decoder that a decoder of ``trained``'s layout lacks:
+    what growing it from that model added (none if the layouts are the same)."""
+    matched = set(layer_map(trained, model.config))
+    added = [layer for j, layer in enumerate(model.decoder.net) if j not in matched]
     if not all(isinstance(layer, ResidualUnit) for layer in added):
         raise ModelError("a grown decoder may add residual units only")
     return added
@@ -71,15 +81,3 @@ def start_as_identity(units: list[ResidualUnit]) -> None:
             else:
                 out.weight.zero_()
             out.bias.zero_()
-
-
-def new_units(model: CodecModel) -> list[ResidualUnit]:
-    """The decoder's residual units beyond those of the encoder's dilations: the units a
-    growth added, found from the config alone, so that a resumed run finds the same ones."""
-    config = model.config
-    if not config.decoder_dilations:
-        return []
-    plain = CodecModel(dataclasses.replace(config, decoder_dilations=())).decoder.net
-    grown = CodecModel(config).decoder.net       # model's own may be weight-normalised
-    matched = set(grown_layers(plain, grown))
-    return [model.decoder.net[j] for j in range(len(grown)) if j not in matched]

@@ -39,7 +39,7 @@ from ..errors import CodecError
 from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
-from ..model import CodecModel, load_model
+from ..model import CodecConfig, CodecModel, load_model, read_config
 from .adversarial import Discriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -123,10 +123,13 @@ JUDGE_FIELDS = ("discriminator_windows", "discriminator_periods", "discriminator
                 "discriminator_magnitude_exponent")
 
 
-def build_optimizer(model: CodecModel, c: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the weights that learn: all but those ``training_model`` froze. A grown
-    decoder's new units (growth.py) are a second group, at ``grown_lr_scale`` times the rate."""
-    grown = {id(p) for unit in new_units(model) for p in unit.parameters()}
+def build_optimizer(model: CodecModel, c: TrainConfig, grown_from: CodecConfig | None = None
+                    ) -> torch.optim.Optimizer:
+    """AdamW over the weights that learn: all but those ``training_model`` froze. The units a
+    decoder grew beyond ``grown_from``'s (the init_from model's config; growth.py) are a second
+    group, at ``grown_lr_scale`` times the rate."""
+    added = new_units(model, grown_from) if grown_from is not None else []
+    grown = {id(p) for unit in added for p in unit.parameters()}
     learning = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in learning if id(p) not in grown], "lr_scale": 1.0}]
     if grown:
@@ -282,7 +285,9 @@ def _train(config: TrainConfig, resume: bool) -> None:
     resuming = resume and checkpoint_path.exists()
     start = load_model(c.init_from) if c.init_from and not resuming else None
     model = training_model(c, start).to(device)
-    optimizer = build_optimizer(model, c)
+    # the init_from model's layout tells which decoder units a growth added, on a resume too
+    grown_from = start.config if start is not None else read_config(c.init_from) if c.init_from else None
+    optimizer = build_optimizer(model, c, grown_from)
     ema = {name: p.detach().clone() for name, p in model.named_parameters()}
     adversary = build_adversary(c, device)    # drawn after the model, before a resume restores the RNG
     step = 0
