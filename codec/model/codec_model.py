@@ -49,6 +49,11 @@ class CodecConfig:
     input_dbfs: float = -20.0
 
     @property
+    def decoder_units(self) -> tuple[int, ...]:
+        """The dilations of the decoder's residual units in each stage."""
+        return self.decoder_dilations or self.dilations
+
+    @property
     def hop(self) -> int:
         return math.prod(self.strides)
 
@@ -73,11 +78,16 @@ class CodecConfig:
         return cls(**d)
 
 
+def _stack_args(config: CodecConfig, dilations: tuple[int, ...]) -> dict:
+    """What the encoder and the decoder are both built from; only their units' dilations may differ."""
+    return dict(channels=config.channels, strides=config.strides, latent_dim=config.latent_dim,
+                dilations=dilations, kernel_size=config.kernel_size,
+                residual_kernel_size=config.residual_kernel_size, act=config.activation)
+
+
 def decoder_for(config: CodecConfig) -> Decoder:
-    """A fresh decoder of ``config``'s layout (the encoder's, or ``decoder_dilations``' units)."""
-    return Decoder(channels=config.channels, strides=config.strides, latent_dim=config.latent_dim,
-                   dilations=config.decoder_dilations or config.dilations, kernel_size=config.kernel_size,
-                   residual_kernel_size=config.residual_kernel_size, act=config.activation)
+    """A fresh decoder of ``config``'s layout."""
+    return Decoder(**_stack_args(config, config.decoder_units))
 
 
 class CodecModel(nn.Module):
@@ -91,12 +101,7 @@ class CodecModel(nn.Module):
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.config = config
-        conv_args = dict(channels=config.channels, strides=config.strides,
-                         latent_dim=config.latent_dim, dilations=config.dilations,
-                         kernel_size=config.kernel_size,
-                         residual_kernel_size=config.residual_kernel_size,
-                         act=config.activation)
-        self.encoder = Encoder(**conv_args)
+        self.encoder = Encoder(**_stack_args(config, config.dilations))
         self.quantizer = ResidualVectorQuantizer(
             config.latent_dim, config.levels, 2 ** config.codebook_bits,
             decay=config.ema_decay, dead_fraction=config.dead_code_fraction)

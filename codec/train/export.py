@@ -18,7 +18,7 @@ from ..errors import ModelError
 from ..model import CodecModel, save_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .growth import grow_decoder, start_as_identity
+from .growth import grow_decoder
 
 
 def conv_layers(model: nn.Module) -> list[nn.Module]:
@@ -31,27 +31,19 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
     one whose decoder this config grows (growth.py). With ``decoder_only`` the encoder's
     weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
-    added = []
     if start is not None:
-        # a decoder may grow (growth.py); every other field must match
-        mine, theirs = config.model, start.config
-        grows = (mine.decoder_dilations or mine.dilations) != (theirs.decoder_dilations or theirs.dilations)
-        mismatch = {k: (v, getattr(theirs, k)) for k, v in mine.to_dict().items()
-                    if k not in ("name", "decoder_dilations") and getattr(theirs, k) != v}
+        # every field must match but the decoder's units, which may grow (growth.py)
+        mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
+                    if k not in ("name", "decoder_dilations") and getattr(start.config, k) != v}
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
-        if grows and config.encoder_only:
+        if grow_decoder(model, start) and config.encoder_only:
             raise ModelError("encoder_only=true freezes the decoder: its new units would never learn")
-        if grows:
-            added = grow_decoder(model, start)
-        else:
-            model.load_state_dict(start.state_dict())
         for vq in model.quantizer.levels:   # the file kept no training statistics: start them afresh
             vq.adopt()
     for conv in conv_layers(model):
         normalise(conv)
-    start_as_identity(added)
     if config.frozen_part:      # after weight norm, whose g and v are the weights that train
         getattr(model, config.frozen_part).requires_grad_(False)
     return model
@@ -60,8 +52,8 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
 def normalise(conv: nn.Module) -> None:
     """Weight normalisation, ``w = g v / |v|`` per output channel, with g and v computed from
     the weights the layer starts with. An output channel whose weights are all zero (a grown
-    unit's output, exported before it learned) keeps g = 0 with a random direction v: v = 0
-    would make ``v / |v|`` undefined."""
+    unit's output, new or exported before it learned) keeps g = 0 with a random direction v:
+    v = 0 would make ``v / |v|`` undefined, and with g = 0 the gradient still reaches g."""
     zero = conv.weight.detach().flatten(1).norm(dim=1) == 0
     weight_norm(conv)
     if zero.any():

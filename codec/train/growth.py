@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ..errors import ModelError
 from ..model import CodecConfig, CodecModel
@@ -31,9 +30,11 @@ def _signature(layer: nn.Module) -> str:
 def layer_map(trained: CodecConfig, grown: CodecConfig) -> list[int]:
     """For each layer of ``trained``'s decoder, the index of the layer of ``grown``'s that takes
     it; ``grown``'s other layers are new. Raises ModelError if ``grown``'s decoder does not
-    contain ``trained``'s in order. Compares fresh decoders of the two layouts, so weight
-    normalisation or its removal in the models themselves does not matter."""
-    old, new = decoder_for(trained).net, decoder_for(grown).net
+    contain ``trained``'s in order. Compares decoders of the two layouts built on the meta
+    device: no weights are drawn (nor the random generator advanced, which would change the
+    draws of a seeded run), and weight normalisation in the models themselves does not matter."""
+    with torch.device("meta"):
+        old, new = decoder_for(trained).net, decoder_for(grown).net
     matched, j = [], 0
     for layer in old:
         want = _signature(layer)
@@ -41,8 +42,8 @@ def layer_map(trained: CodecConfig, grown: CodecConfig) -> list[int]:
             j += 1
         if j == len(new):
             raise ModelError(f"the decoder cannot grow from the trained one: its units' dilations "
-                             f"{list(grown.decoder_dilations or grown.dilations)} do not contain the trained "
-                             f"{list(trained.decoder_dilations or trained.dilations)} in order")
+                             f"{list(grown.decoder_units)} do not contain the trained "
+                             f"{list(trained.decoder_units)} in order")
         matched.append(j)
         j += 1
     return matched
@@ -50,34 +51,33 @@ def layer_map(trained: CodecConfig, grown: CodecConfig) -> list[int]:
 
 def grow_decoder(model: CodecModel, trained: CodecModel) -> list[ResidualUnit]:
     """Copy ``trained``'s encoder, codebooks and decoder into ``model``, whose decoder has the
-    same layers and more residual units; returns the new units, for ``start_as_identity``."""
+    same layers or more residual units, and zero each new unit's output convolution, so that
+    ``x + block(x) = x`` and ``model`` decodes exactly as ``trained`` does. Returns the new units
+    (none if the layouts are the same). Weight normalisation, applied after, keeps their
+    magnitudes ``g`` at zero with a random direction (export.normalise), so the gradient
+    still reaches them."""
     model.encoder.load_state_dict(trained.encoder.state_dict())
     model.quantizer.load_state_dict(trained.quantizer.state_dict())
-    old, new = trained.decoder.net, model.decoder.net
-    for i, j in enumerate(layer_map(trained.config, model.config)):
-        new[j].load_state_dict(old[i].state_dict())
-    return new_units(model, trained.config)
+    matched = layer_map(trained.config, model.config)
+    for i, j in enumerate(matched):
+        model.decoder.net[j].load_state_dict(trained.decoder.net[i].state_dict())
+    added = _unmatched(model, matched)
+    with torch.no_grad():
+        for unit in added:
+            unit.block[-1].weight.zero_()
+            unit.block[-1].bias.zero_()
+    return added
 
 
 def new_units(model: CodecModel, trained: CodecConfig) -> list[ResidualUnit]:
     """The residual units of ``model``'s decoder that a decoder of ``trained``'s layout lacks:
     what growing it from that model added (none if the layouts are the same)."""
-    matched = set(layer_map(trained, model.config))
-    added = [layer for j, layer in enumerate(model.decoder.net) if j not in matched]
+    return _unmatched(model, layer_map(trained, model.config))
+
+
+def _unmatched(model: CodecModel, matched: list[int]) -> list[ResidualUnit]:
+    taken = set(matched)
+    added = [layer for j, layer in enumerate(model.decoder.net) if j not in taken]
     if not all(isinstance(layer, ResidualUnit) for layer in added):
         raise ModelError("a grown decoder may add residual units only")
     return added
-
-
-def start_as_identity(units: list[ResidualUnit]) -> None:
-    """Zero each unit's output convolution, so that ``x + block(x) = x``. Under weight
-    normalisation the magnitude ``g`` is zeroed and the direction ``v`` kept: ``v = 0`` would
-    make ``v / |v|`` undefined, and with ``g = 0`` the gradient still reaches ``g``."""
-    with torch.no_grad():
-        for unit in units:
-            out = unit.block[-1]
-            if parametrize.is_parametrized(out, "weight"):
-                out.parametrizations.weight.original0.zero_()
-            else:
-                out.weight.zero_()
-            out.bias.zero_()

@@ -77,7 +77,6 @@ if [ -n "${SHIPPED_SCORES:-}" ]; then
     for part in eval_shipped_unrefined eval_shipped_refined6; do
         rm -rf "${run_dir:?}/$part" && cp -r "$SHIPPED_SCORES/$part" "$run_dir/$part"
     done
-    echo "$shipped_id" > "$run_dir/eval_shipped.id"     # so that this run can serve a later one
     models=(new)
 else
     models=(shipped new)
@@ -89,7 +88,7 @@ for model in "${models[@]}"; do
         ${limit[@]+"${limit[@]}"} --out "$run_dir/eval_${model}_unrefined"
     codec eval "$quarter" --model "$file" --kbps 6 --baseline none --jobs 2 --listen 0 \
         ${limit[@]+"${limit[@]}"} --out "$run_dir/eval_${model}_refined6"
-    if [ $model = shipped ]; then echo "$shipped_id" > "$run_dir/eval_shipped.id"; fi
 done
+echo "$shipped_id" > "$run_dir/eval_shipped.id"      # what its shipped scores are: a later run may reuse them
 codec compare "$run_dir/eval_shipped_unrefined" "$run_dir/eval_new_unrefined"
 codec compare "$run_dir/eval_shipped_refined6" "$run_dir/eval_new_refined6"
