@@ -1,6 +1,7 @@
 """What PESQ-WB hears in the decoder's output: its band envelope, or the fine structure and phase?
 
     python benchmarks/phase_oracle.py [REFS] [--model NAME|FILE] [--kbps 6] [--below 500,1000,2000]
+        [--shift-below 1000,2000,8000] [--shift-frames 1,3]
 
 Each file of a sample of REFS (first ``--seconds``) is decoded from the model's codes at
 ``--kbps`` (unrefined), and oracle hybrids of the decoding and the reference are scored
@@ -12,7 +13,11 @@ back, so the analysis and synthesis cost every row alike:
   envelope: which of the two costs more;
 - the decoding with the reference's STFT phase below each of ``--below`` Hz (its own
   magnitudes kept), and with the reference's whole spectrum there: what a decoder that
-  followed the reference's phase in the low band would score.
+  followed the reference's phase in the low band would score;
+- with ``--shift-below``: the decoding with its band below each of those Hz delayed, frame by
+  frame, by the shift (within +-5 ms, whole samples) that best matches the reference's, one
+  shift for every ``--shift-frames`` STFT frames: what a side channel of a few bits a frame
+  that moved the decoder's pitch pulses onto the reference's could give.
 
 Printed: mean PESQ-WB and STOI of each, and its difference from the decoding, paired per
 file (mean ± standard error).
@@ -68,11 +73,33 @@ def with_low_band(decoded: np.ndarray, reference: np.ndarray, below_hz: float, p
     return istft(ours, len(decoded))
 
 
+MAX_SHIFT = 80      # samples: 5 ms, most of a pitch period
+
+
+def with_low_band_shifted(decoded: np.ndarray, reference: np.ndarray, below_hz: float, frames: int) -> np.ndarray:
+    """``decoded`` with its STFT below ``below_hz`` delayed, ``frames`` frames at a time, by the
+    whole-sample shift that brings it closest to the reference's (the largest real part of their
+    cross-spectrum there)."""
+    ours, theirs = stft(decoded), stft(reference)
+    freqs = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / SAMPLE_RATE))
+    low = freqs < below_hz
+    shifts = torch.arange(-MAX_SHIFT, MAX_SHIFT + 1, dtype=torch.float64)
+    radians = 2 * np.pi * freqs[low] / SAMPLE_RATE                        # per sample of delay
+    match = ((theirs[low] * ours[low].conj()).T @ torch.exp(1j * radians[:, None] * shifts)).real
+    group = torch.arange(match.shape[0]) // frames                        # [frames] -> its group
+    per_group = torch.zeros(int(group[-1]) + 1, len(shifts), dtype=torch.float64).index_add_(0, group, match)
+    best = shifts[per_group.argmax(dim=1)][group]                         # [frames]
+    ours[low] = ours[low] * torch.exp(-1j * radians[:, None] * best)
+    return istft(ours, len(decoded))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser, limit=24, threads=2)
     parser.add_argument("--kbps", type=float, default=6.0)
     parser.add_argument("--below", default="500,1000,2000", help="comma-separated Hz")
+    parser.add_argument("--shift-below", default="", help="comma-separated Hz; none by default")
+    parser.add_argument("--shift-frames", default="1", help="STFT frames (8 ms) a shift, comma-separated")
     args = parser.parse_args()
     model, files = load_sample(args)
     below = [float(hz) for hz in args.below.split(",")]
@@ -92,6 +119,10 @@ def main() -> None:
         for hz in below:
             conditions[f"decoded, reference phase below {hz:g} Hz"] = with_low_band(decoded, reference, hz, True)
             conditions[f"decoded, reference spectrum below {hz:g} Hz"] = with_low_band(decoded, reference, hz, False)
+        for hz in [float(hz) for hz in args.shift_below.split(",") if hz]:
+            for frames in (int(n) for n in args.shift_frames.split(",")):
+                conditions[f"decoded, shifted below {hz:g} Hz every {frames} frames"] = with_low_band_shifted(
+                    decoded, reference, hz, frames)
         add_scores(scores, reference, conditions)
 
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s, {args.kbps:g} kbps unrefined, "

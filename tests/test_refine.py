@@ -190,3 +190,27 @@ def test_encode_refines_with_the_steps_it_is_given(tmp_path, wav_file, shared_ti
     one_line_error(run("encode", wav_file, tmp_path / "b.rvq", "--refine", "-1"),
                    "--refine", "codec encode --help")
     assert not (tmp_path / "b.rvq").exists()
+
+
+@pytest.mark.parametrize("final", [1.0, 0.1])
+def test_the_search_steps_shrink_along_the_schedule(shared_tiny_model_file, monkeypatch, final):
+    """Adam's step size follows step_size: constant by default, else a half cosine to the final fraction."""
+    model = load_model(shared_tiny_model_file)
+    audio = torch.from_numpy(speech_like(0.4))
+    latent = model.encoder(model.pad_to_hop(audio[:, None])).detach()
+    monkeypatch.setattr(refinement, "LR_FINAL_FRACTION", final)
+    sizes: list[float] = []
+    adam_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        sizes.append(self.param_groups[0]["lr"])
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    refine_codes(model, latent, audio, 4, 1, 6, torch.zeros(1, 4, 0, dtype=torch.int64))
+    peak = refinement.LEARNING_RATE * float(latent.pow(2).mean().sqrt())
+    assert len(sizes) == 6
+    assert sizes[0] == pytest.approx(peak) and sizes[-1] == pytest.approx(final * peak)
+    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    if final < 1:
+        assert sizes[2] < sizes[1] < sizes[0]

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import whole_number
+from ..schedule import half_cosine
 from .. import intelligibility, perceptual
 from ..spectral import LowBandDistance, SpectralDistance
 from .stateful import Continuation
@@ -58,6 +59,9 @@ BLOCK_FRAMES = 50           # 1 s at 50 frames/s
 # (Decoder.history_frames: speech16k's sees at most 13) gets as many as it sees (context_frames)
 CONTEXT_FRAMES = 16
 LEARNING_RATE = 0.1         # Adam's step, as a fraction of the block's latent RMS
+# the step's size at the last step, as a fraction of LEARNING_RATE, reached along a half cosine
+# (1 keeps it constant; benchmarks/rvq_search.py --learning-rates --lr-final-fractions)
+LR_FINAL_FRACTION = 1.0
 # 2 ms windows resolve single pitch periods, so the search also fixes harmonics whose
 # phases have drifted apart (see test_short_mel_windows_hear_the_phase_of_harmonics...)
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
@@ -108,7 +112,8 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
         decode_block = Continuation(decoder.net, quantizer.decode(context.clone()))
         distance = Objective(target.clone()[:, None], model.sample_rate)
         z = latent.clone().detach().requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(latent.pow(2).mean().sqrt()))
+        peak = LEARNING_RATE * float(latent.pow(2).mean().sqrt())
+        optimizer = torch.optim.Adam([z], lr=peak)
         best_distance, best_codes = float("inf"), codes
         for step in range(steps + 1):
             if step:
@@ -119,8 +124,15 @@ def refine_codes(model: CodecModel, latent: torch.Tensor, target: torch.Tensor,
                 best_distance, best_codes = d.item(), codes
             if step < steps:
                 (z.grad,) = torch.autograd.grad(d, z)
+                optimizer.param_groups[0]["lr"] = peak * step_size(step, steps)
                 optimizer.step()
     return best_codes
+
+
+def step_size(step: int, steps: int) -> float:
+    """The size of step ``step`` of ``steps`` (counted from 0) as a fraction of the first's:
+    a half cosine from 1 down to LR_FINAL_FRACTION at the last step."""
+    return half_cosine(step / (steps - 1), LR_FINAL_FRACTION) if steps > 1 else 1.0
 
 
 def context_frames(model: CodecModel) -> int:

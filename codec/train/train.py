@@ -39,6 +39,7 @@ from ..errors import CodecError
 from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
+from ..schedule import half_cosine
 from ..model import CodecConfig, CodecModel, load_model, read_config
 from .adversarial import Discriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -55,7 +56,7 @@ def learning_rate(step: int, c: TrainConfig) -> float:
     if step < c.warmup_steps:
         return c.lr * (step + 1) / c.warmup_steps
     progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-    return c.lr * (c.lr_final_fraction + (1 - c.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return c.lr * half_cosine(progress, c.lr_final_fraction)
 
 
 def ema_decay(step: int, c: TrainConfig) -> float:
