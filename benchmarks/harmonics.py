@@ -196,6 +196,13 @@ def plot(path: str, signals: dict[str, np.ndarray], sample_rate: int, seconds: t
     print(f"wrote {path}")
 
 
+def labels(names: list[str]) -> list[str]:
+    """Each model's name in the tables: its file's stem, or folder/stem where stems repeat
+    (runs/a/model.safetensors and runs/b/model.safetensors)."""
+    stems = [Path(name).stem for name in names]
+    return [f"{Path(name).parent.name}/{stem}" if stems.count(stem) > 1 else stem for name, stem in zip(names, stems)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_arguments(parser, limit=24, threads=2)
@@ -209,7 +216,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     # --model takes a comma-separated list here; "shipped" (or none) is the default model
-    models = {name: codec.load_model(None if name == "shipped" else name) for name in (args.model or "shipped").split(",")}
+    names = (args.model or "shipped").split(",")
+    models = {label: codec.load_model(None if name == "shipped" else name) for name, label in zip(names, labels(names))}
     files = sample_files(args.refs, args.limit)
     rows: dict[str, list[np.ndarray]] = {"reference": []}
     buzz: dict[str, list[tuple[float, float]]] = {}
@@ -227,7 +235,7 @@ def main() -> None:
         signals = {"reference": reference}
         for name, model in models.items():
             for kind, x in decodings(model, reference, args.kbps, args.refine).items():
-                signals[f"{Path(name).stem}, {kind}"] = x
+                signals[f"{name}, {kind}"] = x
         loudness = frame_energies(reference, hop)
         for name, x in signals.items():
             buzz.setdefault(name, []).append(frame_rate_buzz(x, loudness, hop, SCORE_RATE))
