@@ -22,23 +22,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import codec  # noqa: E402
 from codec.datasets import list_audio  # noqa: E402
+from codec.evaluation.run import load_reference  # noqa: E402
+from codec.evaluation.scores import SCORE_RATE  # noqa: E402
 
 
 def codes_of(model: codec.CodecModel, files: list[Path], refine: int) -> torch.Tensor:
     """Every level's codes of ``files``, one after another: ``[levels, frames]``."""
-    kbps = model.config.levels * model.config.kbps_per_level
+    kbps = model.kbps_for_levels(model.config.levels)
     codes = []
     for path in files:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
         with torch.no_grad():
-            codes.append(model.encode(torch.from_numpy(audio.T[:1]), rate, kbps=kbps, refine=refine)[0])
+            codes.append(model.encode(load_reference(path)[None], SCORE_RATE, kbps=kbps, refine=refine)[0])
     return torch.cat(codes, dim=-1)
 
 
@@ -75,11 +75,10 @@ def main() -> None:
         cross.append(c)
         print(f"{level + 1:>5} {h:8.2f} {c:14.2f}")
     print(f"\n{'kbps':>5} {'levels':>6} {'bits a code':>12} {'saved':>6}")
-    for levels in range(1, model.config.levels + 1):
-        kbps = round(levels * model.config.kbps_per_level, 3)
-        if kbps in (0.5, 1.5, 3, 6, 12, 16):
-            mean = float(np.mean(cross[:levels]))
-            print(f"{kbps:>5g} {levels:>6} {mean:12.2f} {1 - mean / width:6.1%}")
+    for kbps in (0.5, 1.5, 3, 6, 12, 16):
+        levels = model.levels_for_kbps(kbps)
+        mean = float(np.mean(cross[:levels]))
+        print(f"{kbps:>5g} {levels:>6} {mean:12.2f} {1 - mean / width:6.1%}")
 
 
 if __name__ == "__main__":

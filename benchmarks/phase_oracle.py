@@ -39,6 +39,7 @@ from benchmarks.dev_sample import add_sample_arguments, add_scores, load_sample,
 from codec.evaluation.run import load_reference  # noqa: E402
 
 WINDOW, HOP, SAMPLE_RATE, ENVELOPE_BANDS = 512, 128, 16000, 40
+FREQUENCIES = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / SAMPLE_RATE))     # of the STFT's bins, Hz
 
 
 def stft(x: np.ndarray) -> torch.Tensor:
@@ -68,7 +69,7 @@ def with_envelope(source: np.ndarray, envelope_of: np.ndarray) -> np.ndarray:
 def with_low_band(decoded: np.ndarray, reference: np.ndarray, below_hz: float, phase_only: bool) -> np.ndarray:
     """``decoded`` with the reference's STFT phase (or whole spectrum) below ``below_hz``."""
     ours, theirs = stft(decoded), stft(reference)
-    low = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / SAMPLE_RATE) < below_hz)
+    low = FREQUENCIES < below_hz
     ours[low] = ours[low].abs() * torch.exp(1j * theirs[low].angle()) if phase_only else theirs[low]
     return istft(ours, len(decoded))
 
@@ -81,10 +82,9 @@ def with_low_band_shifted(decoded: np.ndarray, reference: np.ndarray, below_hz: 
     whole-sample shift that brings it closest to the reference's (the largest real part of their
     cross-spectrum there)."""
     ours, theirs = stft(decoded), stft(reference)
-    freqs = torch.from_numpy(np.fft.rfftfreq(WINDOW, 1 / SAMPLE_RATE))
-    low = freqs < below_hz
+    low = FREQUENCIES < below_hz
     shifts = torch.arange(-MAX_SHIFT, MAX_SHIFT + 1, dtype=torch.float64)
-    radians = 2 * np.pi * freqs[low] / SAMPLE_RATE                        # per sample of delay
+    radians = 2 * np.pi * FREQUENCIES[low] / SAMPLE_RATE                        # per sample of delay
     match = ((theirs[low] * ours[low].conj()).T @ torch.exp(1j * radians[:, None] * shifts)).real
     group = torch.arange(match.shape[0]) // frames                        # [frames] -> its group
     per_group = torch.zeros(int(group[-1]) + 1, len(shifts), dtype=torch.float64).index_add_(0, group, match)

@@ -55,11 +55,11 @@ def main() -> None:
     model, files = load_sample(args)
     references = [load_reference(path)[:int(args.seconds * SCORE_RATE)] for path in files]
     seconds = sum(len(r) for r in references) / SCORE_RATE
-    weights = [(float(w), float(p), float(b), float(lr), float(f)) for w in args.stoi_weights.split(",")
-               for p in args.perceptual_weights.split(",") for b in args.low_band_weights.split(",")
-               for lr in args.learning_rates.split(",") for f in args.lr_final_fractions.split(",")]
+    settings = [(float(w), float(p), float(b), float(lr), float(f)) for w in args.stoi_weights.split(",")
+                for p in args.perceptual_weights.split(",") for b in args.low_band_weights.split(",")
+                for lr in args.learning_rates.split(",") for f in args.lr_final_fractions.split(",")]
     searches = [(int(b), int(r), w) for b in args.beams.split(",") for r in args.refine.split(",")
-                for w in (weights if int(r) else weights[:1])]
+                for w in (settings if int(r) else settings[:1])]
     print(f"{len(files)} files of {args.refs}, first {args.seconds:g} s ({seconds:.0f} s in all), model "
           f"{model.config.name} ({model.fingerprint[:16]}), {args.threads} thread(s)")
     for kbps in (float(k) for k in args.kbps.split(",")):

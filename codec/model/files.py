@@ -103,7 +103,7 @@ def load_model(name_or_path: str | os.PathLike | None = None) -> CodecModel:
     if actual != metadata.get("fingerprint"):
         raise ModelError(f"{path} fails its fingerprint check: the weights were changed or damaged")
     try:
-        model = CodecModel(CodecConfig.from_dict(json.loads(metadata["config"])))
+        model = CodecModel(_config(metadata))
         missing, unexpected = model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -119,9 +119,14 @@ def read_config(name_or_path: str | os.PathLike) -> CodecConfig:
     """A model file's config, without loading its weights."""
     path = resolve(name_or_path)
     try:
-        return CodecConfig.from_dict(json.loads(read_metadata(path)["config"]))
+        return _config(read_metadata(path))
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} is not a readable codec model file ({e})") from None
+
+
+def _config(metadata: dict[str, str]) -> CodecConfig:
+    """The config a model file's metadata holds (KeyError, ValueError or TypeError if it holds none)."""
+    return CodecConfig.from_dict(json.loads(metadata["config"]))
 
 
 def read_metadata(path: Path) -> dict[str, str]:

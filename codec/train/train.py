@@ -39,8 +39,8 @@ from ..errors import CodecError
 from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
-from ..schedule import half_cosine
 from ..model import CodecConfig, CodecModel, load_model, read_config
+from ..schedule import half_cosine
 from .adversarial import Discriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
