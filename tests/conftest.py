@@ -25,6 +25,16 @@ def tiny_config(**overrides) -> CodecConfig:
     return CodecConfig(**base)
 
 
+# istft.py's decoder, small; two blocks at each rate make it see further back than
+# refine.CONTEXT_FRAMES (24 frames)
+TINY_ISTFT = dict(decoder="istft", istft_widths=(16, 8), istft_blocks=(2, 2), istft_upsample=4, istft_window=160)
+
+
+def tiny_istft(**overrides) -> CodecConfig:
+    """tiny_config's encoder and quantizer with a small decoder of istft.py's kind."""
+    return tiny_config(**{**TINY_ISTFT, **overrides})
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from codec.model import refine as refinement
 from codec.model.refine import CONTEXT_FRAMES, DEFAULT_REFINE, MEL_WINDOWS, STFT_WINDOWS, context_frames, refine_codes
 from codec.spectral import LowBandDistance, SpectralDistance
 
-from .conftest import one_line_error, run, speech_like, tiny_config
+from .conftest import one_line_error, run, speech_like, tiny_config, tiny_istft
 
 
 def distance_of(model, codes: torch.Tensor, audio: torch.Tensor) -> float:
@@ -100,12 +100,14 @@ def test_each_block_is_decoded_behind_the_codes_before_it(shared_tiny_model_file
     assert torch.equal(contexts[2], codes[:, :, 100 - CONTEXT_FRAMES:100])
 
 
-@pytest.mark.parametrize("model_name", ["tiny", "speech16k", "deep decoder"])
+@pytest.mark.parametrize("model_name", ["tiny", "speech16k", "deep decoder", "istft decoder"])
 def test_the_context_covers_the_decoders_receptive_field(shared_tiny_model_file, model_name):
     """A block decoded behind context_frames(model) frames sounds as it does in the whole
     stream; a decoder that sees further back than CONTEXT_FRAMES gets a longer context."""
     if model_name == "deep decoder":        # a unit of dilation 81 in each stage
         model = CodecModel(tiny_config(decoder_dilations=(1, 81))).eval()
+    elif model_name == "istft decoder":     # istft.py's, which sees 24 frames back
+        model = CodecModel(tiny_istft()).eval()
     else:
         model = load_model(shared_tiny_model_file if model_name == "tiny" else None)
     context = context_frames(model)
@@ -118,7 +120,7 @@ def test_the_context_covers_the_decoders_receptive_field(shared_tiny_model_file,
 
     whole = behind(start)
     torch.testing.assert_close(behind(context), whole, rtol=0, atol=1e-5)
-    if model_name == "deep decoder":
+    if model_name in ("deep decoder", "istft decoder"):
         assert context > CONTEXT_FRAMES and not torch.allclose(behind(CONTEXT_FRAMES), whole, atol=1e-5)
     else:
         assert context == CONTEXT_FRAMES        # these models' codes do not change with the rule

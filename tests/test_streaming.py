@@ -14,7 +14,7 @@ import torch
 import codec
 from codec.model import CodecModel
 
-from .conftest import SAMPLES, tiny_config
+from .conftest import SAMPLES, tiny_config, tiny_istft
 
 
 def chunk_sizes(kind: str, total: int, hop: int) -> list[int]:
@@ -81,8 +81,9 @@ def test_codes_come_out_as_soon_as_a_frame_is_complete(tiny_model):
 
 
 @pytest.mark.parametrize("kind", ["1", "17", "random"])
-def test_streamed_audio_equals_whole_file_audio(kind):
-    model = CodecModel(tiny_config()).eval()
+@pytest.mark.parametrize("decoder", ["seanet", "istft"])
+def test_streamed_audio_equals_whole_file_audio(kind, decoder):
+    model = CodecModel(tiny_istft() if decoder == "istft" else tiny_config()).eval()
     codes = torch.randint(0, 64, (2, 8, 60))
     whole = model.decode(codes)
     sizes = {"1": [1] * 60, "17": [17, 17, 17, 9], "random": chunk_sizes("random", 60, 7)}[kind]

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from ..errors import AudioError, BitrateError
 from .quantizer import DEFAULT_BEAM, QuantizerOutput, ResidualVectorQuantizer, check_beam
 from .refine import check_refine
+from .istft import ISTFTDecoder
 from .seanet import Decoder, Encoder
 from .streaming import StreamingDecoder, StreamingEncoder
 
@@ -36,6 +37,13 @@ class CodecConfig:
     # the decoder's own units per stage, if it is to be deeper than the encoder; () = dilations.
     # A trained decoder can grow this way (training's init_from: the new units start as identities)
     decoder_dilations: tuple[int, ...] = ()
+    # "seanet": the encoder's mirror image (seanet.py); "istft": ConvNeXt blocks at 50 and
+    # 200 frames/s and an inverse STFT (istft.py), shaped by the istft_ fields
+    decoder: str = "seanet"
+    istft_widths: tuple[int, ...] = (384, 256)   # channels at the frame rate, then after upsampling
+    istft_blocks: tuple[int, ...] = (4, 6)       # ConvNeXt blocks at each of those rates
+    istft_upsample: int = 4                      # spectra per latent frame
+    istft_window: int = 160                      # samples per spectrum; the hop is half of it
     latent_dim: int = 128
     levels: int = 32                        # RVQ codebooks
     codebook_bits: int = 10                 # 2**bits entries per codebook
@@ -47,6 +55,19 @@ class CodecConfig:
     # the loudness (dBFS) of the speech it was trained on; `codec.compress` and
     # `codec encode` scale their input to it (codec.loudness)
     input_dbfs: float = -20.0
+
+    def __post_init__(self) -> None:
+        if self.decoder not in ("seanet", "istft"):
+            raise ValueError(f"decoder is 'seanet' or 'istft', not {self.decoder!r}")
+        if len(self.istft_widths) != 2 or len(self.istft_blocks) != 2:
+            raise ValueError("istft_widths and istft_blocks give two numbers: the frame rate's, then the upsampled")
+
+    @property
+    def decoder_layout(self) -> dict:
+        """The fields that shape the decoder beyond what it shares with the encoder."""
+        if self.decoder == "seanet":
+            return {"decoder": "seanet"}
+        return {k: v for k, v in self.to_dict().items() if k == "decoder" or k.startswith("istft_")}
 
     @property
     def decoder_units(self) -> tuple[int, ...]:
@@ -85,13 +106,16 @@ def _stack_args(config: CodecConfig, dilations: tuple[int, ...]) -> dict:
                 residual_kernel_size=config.residual_kernel_size, act=config.activation)
 
 
-def decoder_for(config: CodecConfig) -> Decoder:
+def decoder_for(config: CodecConfig) -> Decoder | ISTFTDecoder:
     """A fresh decoder of ``config``'s layout."""
+    if config.decoder == "istft":
+        return ISTFTDecoder(config.latent_dim, config.hop, tuple(config.istft_widths), tuple(config.istft_blocks),
+                            config.istft_upsample, config.istft_window, config.kernel_size)
     return Decoder(**_stack_args(config, config.decoder_units))
 
 
 class CodecModel(nn.Module):
-    """Causal SEANet encoder + RVQ + mirrored decoder.
+    """Causal SEANet encoder + RVQ + decoder (the encoder's mirror image, or istft.py's).
 
     ``fingerprint`` is set when the model is loaded from a file: a hash of its
     weights that bitstreams record, so that codes are never decoded by a model

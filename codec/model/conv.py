@@ -3,10 +3,14 @@
 Causality is what lets the codec stream (issue 5) and what makes the first
 seconds of a file code the same whether or not the rest of the file exists.
 Both layers here pad or trim on one side only, so that every output sample is a
-function of the present and the past.
+function of the present and the past. The networks (seanet.py, istft.py) are
+sequences of these, pointwise layers and ``Residual`` blocks of them, which is
+all that streaming (stateful.py) and ``history_frames`` need to know.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -57,3 +61,30 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         return y[..., : y.shape[-1] - self.right_trim]
+
+
+class Residual(nn.Module):
+    """``x + block(x)``: the residual blocks of both decoders (seanet.ResidualUnit,
+    istft.ConvNeXtBlock). ``block`` is an ``nn.Sequential`` of causal convolutions and
+    pointwise layers. Shapes: ``[B, C, T] -> [B, C, T]``."""
+
+    block: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+def history_frames(net: nn.Sequential) -> int:
+    """How many latent frames before its own frame an output sample of ``net`` (a decoder,
+    latent frames in) can depend on: the context a block needs to decode as it does inside
+    the whole stream (refine.py). An upper bound, summed layer by layer along the longest
+    path (through every residual branch), each layer's reach measured at the rate it runs at."""
+    frames, rate = 0.0, 1           # rate: samples of the layer's input per latent frame
+    for layer in net:
+        for conv in layer.block if isinstance(layer, Residual) else [layer]:
+            if isinstance(conv, CausalConvTranspose1d):
+                frames += math.ceil((conv.kernel_size[0] - 1) / conv.stride[0]) / rate
+                rate *= conv.stride[0]
+            elif isinstance(conv, CausalConv1d):
+                frames += (conv.kernel_size[0] - 1) * conv.dilation[0] / rate
+    return math.ceil(frames)

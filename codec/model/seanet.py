@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .conv import CausalConv1d, CausalConvTranspose1d
+from .conv import CausalConv1d, CausalConvTranspose1d, Residual, history_frames
 
 
 class Snake(nn.Module):
@@ -77,7 +77,7 @@ def activation(name: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown activation {name!r} (choose elu or snake)")
 
 
-class ResidualUnit(nn.Module):
+class ResidualUnit(Residual):
     """``x + conv1x1(act(conv_k_dilated(act(x))))`` with a halved hidden width.
 
     Shapes: ``[B, C, T] -> [B, C, T]``.
@@ -92,9 +92,6 @@ class ResidualUnit(nn.Module):
             activation(act, hidden),
             CausalConv1d(hidden, channels, 1),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
 
 
 class Encoder(nn.Module):
@@ -147,16 +144,5 @@ class Decoder(nn.Module):
         return self.net(latent)
 
     def history_frames(self) -> int:
-        """How many latent frames before its own frame an output sample can depend on: the
-        context a block needs to decode as it does inside the whole stream (refine.py). An
-        upper bound, summed layer by layer along the longest path (through every residual
-        branch), each layer's reach measured at the rate it runs at."""
-        frames, rate = 0.0, 1           # rate: samples of the layer's input per latent frame
-        for layer in self.net:
-            for conv in layer.block if isinstance(layer, ResidualUnit) else [layer]:
-                if isinstance(conv, CausalConvTranspose1d):
-                    frames += math.ceil((conv.kernel_size[0] - 1) / conv.stride[0]) / rate
-                    rate *= conv.stride[0]
-                elif isinstance(conv, CausalConv1d):
-                    frames += (conv.kernel_size[0] - 1) * conv.dilation[0] / rate
-        return math.ceil(frames)
+        """Latent frames of context an output sample can depend on (conv.history_frames)."""
+        return history_frames(self.net)

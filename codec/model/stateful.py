@@ -7,7 +7,7 @@ stream if each layer keeps what it needs of the past:
   in front of the next chunk, where the whole-file pass has the zero padding;
 - a transposed convolution keeps the ``kernel - stride`` samples that spill past
   the end of a chunk and adds them to the start of the next (overlap-add);
-- activations and 1x1 convolutions need nothing.
+- pointwise layers (activations, norms over channels, 1x1 convolutions) need nothing.
 
 A layer's state is its ``memory``. It lives in wrappers around the model's layers,
 never in the layers, so any number of streams can share one model (and its weights).
@@ -26,8 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conv import CausalConv1d, CausalConvTranspose1d
-from .seanet import ResidualUnit
+from .conv import CausalConv1d, CausalConvTranspose1d, Residual
 
 Step = Callable[[torch.Tensor], torch.Tensor]
 
@@ -68,7 +67,7 @@ class _TransposedConvState:
 
 
 class _ResidualState:
-    def __init__(self, unit: ResidualUnit) -> None:
+    def __init__(self, unit: Residual) -> None:
         self.block = stateful(unit.block)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +90,7 @@ def stateful(module: nn.Module) -> Step:
         return _ConvState(module) if module.left_pad else module
     if isinstance(module, CausalConvTranspose1d):
         return _TransposedConvState(module)
-    if isinstance(module, ResidualUnit):
+    if isinstance(module, Residual):
         return _ResidualState(module)
     if isinstance(module, nn.Sequential):
         return _SequentialState([stateful(m) for m in module])

@@ -18,7 +18,7 @@ from ..errors import ModelError
 from ..model import CodecModel, save_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .growth import grow_decoder
+from .growth import grow_decoder, replaces_decoder
 
 
 def conv_layers(model: nn.Module) -> list[nn.Module]:
@@ -27,19 +27,22 @@ def conv_layers(model: nn.Module) -> list[nn.Module]:
 
 def training_model(config: TrainConfig, start: CodecModel | None = None) -> CodecModel:
     """A model with weight-normalised convolutions: fresh, or starting from the weights and
-    codebooks of ``start``, an inference model of the same architecture (``init_from``) or
-    one whose decoder this config grows (growth.py). With ``decoder_only`` the encoder's
+    codebooks of ``start``, an inference model of the same architecture (``init_from``),
+    one whose decoder this config grows, or one whose decoder it replaces (growth.py). With ``decoder_only`` the encoder's
     weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
     if start is not None:
-        # every field must match but the decoder's units, which may grow (growth.py)
+        # every field must match but the decoder's, which may grow or start afresh (growth.py)
+        decoder_fields = {"decoder", "decoder_dilations", *config.model.decoder_layout, *start.config.decoder_layout}
         mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
-                    if k not in ("name", "decoder_dilations") and getattr(start.config, k) != v}
+                    if k != "name" and k not in decoder_fields and getattr(start.config, k) != v}
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
-        if grow_decoder(model, start) and config.encoder_only:
-            raise ModelError("encoder_only=true freezes the decoder: its new units would never learn")
+        grown = grow_decoder(model, start)
+        if config.encoder_only and (grown or replaces_decoder(start.config, model.config)):
+            raise ModelError("encoder_only=true freezes the decoder: its new "
+                             f"{'units' if grown else 'weights'} would never learn")
         for vq in model.quantizer.levels:   # the file kept no training statistics: start them afresh
             vq.adopt()
     for conv in conv_layers(model):

@@ -8,6 +8,9 @@ inserted anywhere), every trained layer keeps its weights, and each new
 residual unit's output convolution starts at zero, so the grown decoder starts
 as exactly the trained function and training only has to learn what the new
 units add (the function-preserving growth of Net2Net, Chen et al. 2016).
+
+A decoder of another kind or shape (``model.decoder``, the ``istft_`` fields) does not
+grow from the trained one: it starts afresh behind the trained encoder and codebooks.
 """
 
 from __future__ import annotations
@@ -49,15 +52,23 @@ def layer_map(trained: CodecConfig, grown: CodecConfig) -> list[int]:
     return matched
 
 
+def replaces_decoder(trained: CodecConfig, new: CodecConfig) -> bool:
+    """Whether ``new``'s decoder is of another kind or shape than ``trained``'s, so that it
+    starts afresh rather than growing from it."""
+    return trained.decoder_layout != new.decoder_layout
+
+
 def grow_decoder(model: CodecModel, trained: CodecModel) -> list[ResidualUnit]:
     """Copy ``trained``'s encoder, codebooks and decoder into ``model``, whose decoder has the
     same layers or more residual units, and zero each new unit's output convolution, so that
     ``x + block(x) = x`` and ``model`` decodes exactly as ``trained`` does. Returns the new units
     (none if the layouts are the same). Weight normalisation, applied after, keeps their
     magnitudes ``g`` at zero with a random direction (export.normalise), so the gradient
-    still reaches them."""
+    still reaches them. A decoder that ``replaces_decoder`` keeps its fresh weights."""
     model.encoder.load_state_dict(trained.encoder.state_dict())
     model.quantizer.load_state_dict(trained.quantizer.state_dict())
+    if replaces_decoder(trained.config, model.config):
+        return []
     matched = layer_map(trained.config, model.config)
     for i, j in enumerate(matched):
         model.decoder.net[j].load_state_dict(trained.decoder.net[i].state_dict())
@@ -71,7 +82,10 @@ def grow_decoder(model: CodecModel, trained: CodecModel) -> list[ResidualUnit]:
 
 def new_units(model: CodecModel, trained: CodecConfig) -> list[ResidualUnit]:
     """The residual units of ``model``'s decoder that a decoder of ``trained``'s layout lacks:
-    what growing it from that model added (none if the layouts are the same)."""
+    what growing it from that model added (none if the layouts are the same, or if the
+    decoder replaced that model's)."""
+    if replaces_decoder(trained, model.config):
+        return []
     return _unmatched(model, layer_map(trained, model.config))
 
 
