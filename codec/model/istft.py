@@ -1,11 +1,11 @@
 """A decoder that works at frame rates and lets an inverse STFT make the samples.
 
 SEANet's decoder (seanet.py) spends most of its work at the sample rate: its last stages
-run 32 to 64 channels at 8 and 16 kHz, where a convolution is a thin, memory-bound loop,
-and it is most of a training step on a CPU. This one (after Vocos, Siuzdak 2023, made
-causal) keeps all its work at 50 and 200 frames per second, where each layer is one large
-matrix product: about five times less time per training step on the development
-machine's two cores for twice the weights (docs/experiments.md, "A decoder at frame
+run 32 to 64 channels at 8 and 16 kHz, where a convolution is a thin, memory-bound loop.
+This one (after Vocos, Siuzdak 2023, made causal) keeps all its work at 50 and 200 frames
+per second, where each layer is one large matrix product: its forward and backward pass
+takes a fifth of SEANet's time on the development machine's two cores, for twice the
+weights, and it decodes six times faster (docs/experiments.md, "A decoder at frame
 rates"). It also states the phase of every bin outright, where SEANet must build the
 waveform's fine timing (the pitch pulses, model card "What limits it") out of many
 upsampling layers.
@@ -24,10 +24,11 @@ Layout, for latent frames ``[B, latent_dim, T]``:
    the inverse DFT times a Hann window, whose copies at half-window steps add up to one,
    so it starts as an inverse STFT; it trains with the rest.
 
-Why a window of two hops: a frame is computed from latent frames up to its own, and its
-window reaches one hop past the audio they cover. With the 4 ms hops of speech16k's 200 Hz
-frames, the first half of each 20 ms latent frame's audio is then half made by the frame
-before; a longer window would hand more of it to frames that have not heard it.
+Why a window of two hops: a spectrum is computed from latent frames up to its own, and the
+window of a latent frame's last spectrum reaches one hop past the audio they cover. With the
+5 ms hops of speech16k's 200 Hz spectra, the first 5 ms of each 20 ms latent frame's audio are
+then half made by the latent frame before; a longer window would hand more of it to spectra
+computed before that audio was heard.
 
 Every layer is causal or pointwise, so the decoder streams (stateful.py) like SEANet's.
 Shapes: ``[B, latent_dim, T] -> [B, 1, T * hop]``.
