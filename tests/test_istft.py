@@ -16,7 +16,7 @@ from codec.train.config import TrainConfig
 from codec.train.export import inference_model, training_model
 from codec.train.growth import new_units
 
-from .conftest import TINY_ISTFT as ISTFT, speech_like, tiny_config, tiny_istft
+from .conftest import TINY_ISTFT, speech_like, tiny_config, tiny_istft
 
 
 def test_the_synthesis_starts_as_an_inverse_stft():
@@ -42,7 +42,7 @@ def test_a_decoder_of_another_hop_or_kind_is_refused():
 
 def test_it_replaces_a_trained_decoder_behind_the_trained_encoder(tmp_path, shared_tiny_model_file):
     start = load_model(shared_tiny_model_file)              # a SEANet decoder
-    config = TrainConfig(model=dataclasses.replace(start.config, **ISTFT), decoder_only=True,
+    config = TrainConfig(model=dataclasses.replace(start.config, **TINY_ISTFT), decoder_only=True,
                          init_from="unused: the model is passed in")
     model = training_model(config, start)
     wav = torch.from_numpy(speech_like(0.5, seed=1))[None]        # [1, 1, N]

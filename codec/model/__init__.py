@@ -1,4 +1,5 @@
-"""The neural codec: causal SEANet encoder, residual vector quantizer, decoder (mirrored, or at frame rates with an inverse STFT)."""
+"""The neural codec: causal SEANet encoder, residual vector quantizer, and a decoder (the
+encoder's mirror image, or one at frame rates with an inverse STFT)."""
 
 from .codec_model import CodecConfig, CodecModel
 from .files import load_model, read_config, save_model

@@ -32,10 +32,10 @@ def training_model(config: TrainConfig, start: CodecModel | None = None) -> Code
     weights are frozen, with ``encoder_only`` the decoder's."""
     model = CodecModel(config.model)
     if start is not None:
-        # every field must match but the decoder's, which may grow or start afresh (growth.py)
-        decoder_fields = {"decoder", "decoder_dilations", *config.model.decoder_layout, *start.config.decoder_layout}
+        # every field must match but the decoder's (decoder, decoder_dilations, istft_...),
+        # which may grow or start afresh (growth.py)
         mismatch = {k: (v, getattr(start.config, k)) for k, v in config.model.to_dict().items()
-                    if k != "name" and k not in decoder_fields and getattr(start.config, k) != v}
+                    if k != "name" and not k.startswith(("decoder", "istft_")) and getattr(start.config, k) != v}
         if mismatch:
             raise ModelError(f"init_from model differs from the config in {sorted(mismatch)}: "
                              + ", ".join(f"{k} {a} (config) vs {b} (model)" for k, (a, b) in mismatch.items()))
