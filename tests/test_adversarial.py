@@ -118,3 +118,41 @@ def test_the_trainer_builds_the_discriminator_the_config_asks_for():
     assert scale.magnitude_exponent == 0.5 and scale.window == 256
     assert [judge.period for judge in discriminator.period_judges] == [3, 7]
     assert TrainConfig().discriminator_magnitude_exponent == 1.0 and TrainConfig().discriminator_periods == ()
+
+
+def test_an_adversarial_step_trains_the_decoder_through_the_judges_and_the_judges_every_step():
+    """The decoder's adversarial losses pass through judges frozen for that pass; freezing must end
+    with it, or the judges would stop learning after their first step."""
+
+    from codec.train.config import TrainConfig
+    from codec.train.export import training_model
+    from codec.train.losses import ReconstructionLoss
+    from codec.train.train import build_adversary, build_optimizer, train_mode, train_step
+
+    from .conftest import tiny_config, voiced
+
+    wav = torch.from_numpy(voiced(0.5)).expand(2, 1, -1).contiguous()
+
+    def decoder_after_two_steps(**weights) -> tuple[dict, list[bool]]:
+        c = TrainConfig(model=tiny_config(), adversarial=True, discriminator_channels=4,
+                        discriminator_windows=(256, 128), warmup_steps=0, batch_size=2, **weights)
+        torch.manual_seed(0)
+        model = training_model(c)
+        train_mode(model, c)
+        optimizer = build_optimizer(model, c)
+        ema = {name: p.detach().clone() for name, p in model.named_parameters()}
+        loss_fn, adversary = ReconstructionLoss(c), build_adversary(c, torch.device("cpu"))
+        judges_learnt = []
+        for step in range(2):
+            weights = [p for name, p in adversary.discriminator.named_parameters() if "bias" not in name]
+            before = [p.detach().clone() for p in weights]
+            train_step(model, model, loss_fn, optimizer, ema, wav, step, 0, c, adversary)
+            # (biases may not move: near chance, the hinge's pulls on a logit's bias cancel)
+            judges_learnt.append(all(not torch.equal(b, p) for b, p in zip(before, weights))
+                                 and all(p.requires_grad for p in adversary.discriminator.parameters()))
+        return {k: v.detach().clone() for k, v in model.decoder.state_dict().items()}, judges_learnt
+
+    judged, learnt = decoder_after_two_steps()
+    unjudged, _ = decoder_after_two_steps(adversarial_weight=0.0, feature_matching_weight=0.0)
+    assert learnt == [True, True]
+    assert any(not torch.equal(judged[k], unjudged[k]) for k in judged)

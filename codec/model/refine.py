@@ -143,9 +143,10 @@ def context_frames(model: CodecModel) -> int:
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
-    """``module``'s weights need no gradient inside: refinement wants only the latents', and
-    the weights' would cost time (Snake's, for one, takes a sine of its own). Restored on the
-    way out. The flags belong to the shared module, so nothing may train it meanwhile."""
+    """``module``'s weights need no gradient inside: refinement wants only the latents' (and
+    adversarial training only the decoded audio's), and the weights' would cost time (Snake's,
+    for one, takes a sine of its own). Restored on the way out. The flags belong to the shared
+    module, so nothing may train it meanwhile."""
     needs_grad = [p for p in module.parameters() if p.requires_grad]
     for p in needs_grad:
         p.requires_grad_(False)

@@ -40,6 +40,7 @@ from ..evaluation.scores import SCORE_RATE, metric_packages, pesq_wb, stoi
 from ..loudness import amplitude, gain_db
 from ..metrics import mel_distance, si_sdr
 from ..model import CodecConfig, CodecModel, load_model, read_config
+from ..model.refine import frozen
 from ..schedule import half_cosine
 from .adversarial import Discriminator, discriminator_loss, generator_losses
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -213,9 +214,14 @@ def train_step(train_model, model, loss_fn, optimizer, ema: dict[str, torch.Tens
     loss = recon_loss + c.commit_weight * commit
     if adversary is not None:
         parts["discriminator"] = discriminator_step(adversary, wav, recon.detach(), step, c)
-        with torch.no_grad():
-            real = adversary.wrapped(wav)
-        parts["adversarial"], parts["feature_matching"] = generator_losses(real, adversary.wrapped(recon))
+        # The decoder's losses need the judges' gradient with respect to their input only:
+        # frozen, they compute no weight gradients for the next step to discard, and unwrapped,
+        # DDP all-reduces none.
+        with frozen(adversary.discriminator):
+            with torch.no_grad():
+                real = adversary.discriminator(wav)
+            parts["adversarial"], parts["feature_matching"] = generator_losses(
+                real, adversary.discriminator(recon))
         loss = loss + c.adversarial_weight * parts["adversarial"] + c.feature_matching_weight * parts["feature_matching"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
