@@ -1,7 +1,7 @@
 """Training throughput and memory of the default recipe on this machine's CPU.
 
     python benchmarks/train_throughput.py [--config recipes/speech16k/config.toml] [key=value ...]
-        [--threads 2] [--warmup 3] [--steps 10] [--batch-sizes 4 8 16 32] [--quick]
+        [--threads 2] [--warmup 3] [--steps 10] [--batch-sizes 4 8 16 32] [--memory-steps 2] [--quick]
 
 With ``init_from=speech16k decoder_only=true`` it times the step that trains the decoder
 alone (no encoder backward pass, no codebook updates, no k-means).
@@ -114,12 +114,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
-    parser.add_argument("--memory-steps", type=int, default=2, help="timed steps per memory subprocess")
+    parser.add_argument("--memory-steps", type=int, default=2,
+                        help="steps per memory subprocess after its warm-up one; 0 skips the memory table")
     parser.add_argument("--modes", nargs="+", default=["fp32", "bf16", "compile"],
                         choices=["fp32", "bf16", "compile"])
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 steps, batch sizes 4 and 8")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 0 or args.memory_steps < 0:
+        parser.error("--steps must be at least 1, --warmup and --memory-steps at least 0")
     if args.memory_child is not None:
         args.batch = args.memory_child
         memory_child(args)
@@ -157,6 +160,8 @@ def main() -> None:
         print(f"{mode:10} {r['steps_per_s']:9.3f} {r['audio_s_per_s']:10.2f} "
               f"{r['seconds_per_step']:8.2f} {r['warmup_s']:10.1f}")
 
+    if args.memory_steps < 1:
+        return
     print()
     print(f"peak resident memory of a float32 training process ({args.memory_steps + 1} steps each):")
     print(f"{'batch':>6} {'peak MiB':>9}")
