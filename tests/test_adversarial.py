@@ -121,8 +121,9 @@ def test_the_trainer_builds_the_discriminator_the_config_asks_for():
 
 
 def test_an_adversarial_step_trains_the_decoder_through_the_judges_and_the_judges_every_step():
-    """The decoder's adversarial losses pass through judges frozen for that pass; freezing must end
-    with it, or the judges would stop learning after their first step."""
+    """The decoder's adversarial losses pass through judges frozen for that pass (their weights get
+    one gradient per step, their own step's, not a second one to discard); freezing must end with
+    that pass, or the judges would stop learning after their first step."""
 
     from codec.train.config import TrainConfig
     from codec.train.export import training_model
@@ -133,23 +134,28 @@ def test_an_adversarial_step_trains_the_decoder_through_the_judges_and_the_judge
 
     wav = torch.from_numpy(voiced(0.5)).expand(2, 1, -1).contiguous()
 
-    def decoder_after_two_steps(**weights) -> tuple[dict, list[bool]]:
+    def decoder_after_two_steps(**loss_weights) -> tuple[dict, list[bool]]:
         c = TrainConfig(model=tiny_config(), adversarial=True, discriminator_channels=4,
-                        discriminator_windows=(256, 128), warmup_steps=0, batch_size=2, **weights)
+                        discriminator_windows=(256, 128), warmup_steps=0, batch_size=2, **loss_weights)
         torch.manual_seed(0)
         model = training_model(c)
         train_mode(model, c)
         optimizer = build_optimizer(model, c)
         ema = {name: p.detach().clone() for name, p in model.named_parameters()}
         loss_fn, adversary = ReconstructionLoss(c), build_adversary(c, torch.device("cpu"))
+        judge_weights = list(adversary.discriminator.parameters())
+        gradients = [0]
+        for p in judge_weights:
+            p.register_hook(lambda grad: gradients.__setitem__(0, gradients[0] + 1))
         judges_learnt = []
         for step in range(2):
-            weights = [p for name, p in adversary.discriminator.named_parameters() if "bias" not in name]
-            before = [p.detach().clone() for p in weights]
+            kernels = [p for name, p in adversary.discriminator.named_parameters() if "bias" not in name]
+            before = [p.detach().clone() for p in kernels]
+            gradients[0] = 0
             train_step(model, model, loss_fn, optimizer, ema, wav, step, 0, c, adversary)
             # (biases may not move: near chance, the hinge's pulls on a logit's bias cancel)
-            judges_learnt.append(all(not torch.equal(b, p) for b, p in zip(before, weights))
-                                 and all(p.requires_grad for p in adversary.discriminator.parameters()))
+            judges_learnt.append(all(not torch.equal(b, p) for b, p in zip(before, kernels))
+                                 and gradients[0] == len(judge_weights))
         return {k: v.detach().clone() for k, v in model.decoder.state_dict().items()}, judges_learnt
 
     judged, learnt = decoder_after_two_steps()

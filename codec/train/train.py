@@ -97,7 +97,7 @@ def ignore_interrupts(worker_id: int) -> None:
 
 @dataclass
 class Adversary:
-    """The discriminator of adversarial training, its DDP/compiled wrapper, and its optimiser."""
+    """The discriminator of adversarial training, its DDP wrapper (itself in one process), and its optimiser."""
 
     discriminator: Discriminator
     wrapped: torch.nn.Module
