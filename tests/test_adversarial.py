@@ -144,12 +144,12 @@ def test_an_adversarial_step_trains_the_decoder_through_the_judges_and_the_judge
         ema = {name: p.detach().clone() for name, p in model.named_parameters()}
         loss_fn, adversary = ReconstructionLoss(c), build_adversary(c, torch.device("cpu"))
         judge_weights = list(adversary.discriminator.parameters())
+        kernels = [p for name, p in adversary.discriminator.named_parameters() if "bias" not in name]
         gradients = [0]
         for p in judge_weights:
             p.register_hook(lambda grad: gradients.__setitem__(0, gradients[0] + 1))
         judges_learnt = []
         for step in range(2):
-            kernels = [p for name, p in adversary.discriminator.named_parameters() if "bias" not in name]
             before = [p.detach().clone() for p in kernels]
             gradients[0] = 0
             train_step(model, model, loss_fn, optimizer, ema, wav, step, 0, c, adversary)
